@@ -1,0 +1,85 @@
+//! The serial reference executor: txs in block order, one thread, no parallel machinery.
+
+use super::{
+    BlockError, BlockOutcome, DeclaredGuard, Executor, Hashing, SlotValues, VerifiedBlock,
+    collect_changes,
+};
+use crate::access::AccessMode;
+use crate::logic::{AccessViolation, TxResult, TxStore, apply_tx};
+use crate::state::{StateKey, StateValue, StateView};
+
+/// Executes a verified block in order on the calling thread.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SerialExecutor;
+
+/// The block's key table as plain slots: tx `j` sees exactly what txs `0..j` wrote.
+struct SlotStore<'a> {
+    slots: &'a mut SlotValues,
+    guard: DeclaredGuard<'a>,
+}
+
+impl TxStore for SlotStore<'_> {
+    type Error = AccessViolation;
+
+    fn read(&mut self, key: &StateKey) -> Result<Option<StateValue>, AccessViolation> {
+        let index = self.guard.check(key, AccessMode::Read)?;
+        Ok(self.slots.current[index])
+    }
+
+    fn write(&mut self, key: &StateKey, value: StateValue) -> Result<(), AccessViolation> {
+        let index = self.guard.check(key, AccessMode::Write)?;
+        self.slots.current[index] = Some(value);
+        Ok(())
+    }
+}
+
+impl Executor for SerialExecutor {
+    fn execute<S: StateView + ?Sized>(
+        &self,
+        state: &S,
+        block: &VerifiedBlock<'_>,
+    ) -> Result<BlockOutcome, BlockError> {
+        let (results, slots) = run_in_order(state, block)?;
+        let changes = collect_changes(
+            state.lattice(),
+            block.access().keys(),
+            &slots,
+            Hashing::Serial,
+        );
+        Ok(BlockOutcome {
+            results,
+            state_root: changes.root(),
+            changes,
+            stats: block.stats(),
+            ran_parallel: false,
+        })
+    }
+}
+
+/// Runs the block's txs in order against its key table, checking declared accesses.
+pub(super) fn run_in_order<S: StateView + ?Sized>(
+    state: &S,
+    block: &VerifiedBlock<'_>,
+) -> Result<(Vec<TxResult>, SlotValues), BlockError> {
+    let keys = block.access().keys();
+    let base = keys
+        .iter()
+        .map(|key| state.get(key))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut slots = SlotValues {
+        current: base.clone(),
+        base,
+    };
+    let mut results = Vec::with_capacity(block.txs().len());
+    for (index, tx) in block.txs().iter().enumerate() {
+        let mut store = SlotStore {
+            slots: &mut slots,
+            guard: DeclaredGuard::new(keys, block.access().tx(index)),
+        };
+        let code = apply_tx(tx, &mut store)
+            .and_then(|code| store.guard.finish().map(|()| code))
+            .map_err(|violation| BlockError::from_violation(index, violation))?;
+        results.push(TxResult { code });
+    }
+    Ok((results, slots))
+}
