@@ -143,11 +143,8 @@ impl AccessSets {
         check_cap(bytes, ACCESS_SETS_BYTES_MAX)?;
         let mut reader = Reader::new(bytes);
         let key_count = reader.varint("access key count")?;
-        let mut keys = Vec::with_capacity(bounded_capacity(
-            key_count,
-            &reader,
-            STATE_KEY_BYTES_MIN,
-        ));
+        let mut keys =
+            Vec::with_capacity(bounded_capacity(key_count, &reader, STATE_KEY_BYTES_MIN));
         for _ in 0..key_count {
             let key = StateKey::decode_from(&mut reader)?;
             if keys.last().is_some_and(|last| *last >= key) {
@@ -242,14 +239,20 @@ mod tests {
         ]]);
         assert_eq!(
             sets.tx_keys(0),
-            vec![(account(1), AccessMode::Read), (account(2), AccessMode::Write)]
+            vec![
+                (account(1), AccessMode::Read),
+                (account(2), AccessMode::Write)
+            ]
         );
     }
 
     #[test]
     fn encoding_round_trips_and_checks_canonical_form() {
         let sets = AccessSets::from_per_tx(&[
-            vec![(account(1), AccessMode::Write), (account(3), AccessMode::Read)],
+            vec![
+                (account(1), AccessMode::Write),
+                (account(3), AccessMode::Read),
+            ],
             vec![],
             vec![(account(3), AccessMode::Write)],
         ]);

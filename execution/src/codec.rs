@@ -20,11 +20,18 @@ pub enum DecodeError {
     #[error("varint for {what} is not minimal or overflows")]
     NonCanonicalVarint { what: &'static str },
     #[error("{what} is {value}, over the limit of {limit}")]
-    OverLimit { what: &'static str, value: u64, limit: u64 },
+    OverLimit {
+        what: &'static str,
+        value: u64,
+        limit: u64,
+    },
     #[error("unknown {what} tag {tag}")]
     UnknownTag { what: &'static str, tag: u8 },
     #[error("invalid {what}: {reason}")]
-    Invalid { what: &'static str, reason: &'static str },
+    Invalid {
+        what: &'static str,
+        reason: &'static str,
+    },
 }
 
 /// A cursor over untrusted bytes.

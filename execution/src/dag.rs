@@ -151,7 +151,9 @@ impl ConflictDag {
 
     /// The predecessor lists, for building lies in tests.
     pub fn pred_lists(&self) -> Vec<Vec<u32>> {
-        (0..self.tx_count()).map(|tx| self.preds(tx).to_vec()).collect()
+        (0..self.tx_count())
+            .map(|tx| self.preds(tx).to_vec())
+            .collect()
     }
 
     /// Structural checks: every predecessor in range, strictly before its tx, and each list
@@ -311,7 +313,9 @@ impl ConflictDag {
             loop {
                 match (have.get(i), want.get(j)) {
                     (Some(a), Some(b)) if a == b => (i, j) = (i + 1, j + 1),
-                    (Some(&a), Some(&b)) if a < b => return Err(DagError::ExtraEdge { from: a, to }),
+                    (Some(&a), Some(&b)) if a < b => {
+                        return Err(DagError::ExtraEdge { from: a, to });
+                    }
                     (Some(_), Some(&b)) => return Err(DagError::MissingEdge { from: b, to }),
                     (Some(&a), None) => return Err(DagError::ExtraEdge { from: a, to }),
                     (None, Some(&b)) => return Err(DagError::MissingEdge { from: b, to }),

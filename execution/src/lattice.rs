@@ -13,6 +13,17 @@ use std::fmt;
 const LANES: usize = 1024;
 const DOMAIN: &str = "weft/state-lattice/v1";
 
+/// blake3 in XOF mode over the length-prefixed key and the value: 2048 bytes, read as lanes.
+fn pair_bytes(key: &[u8], value: &[u8]) -> [u8; LANES * 2] {
+    let mut hasher = blake3::Hasher::new_derive_key(DOMAIN);
+    hasher.update(&(key.len() as u32).to_le_bytes());
+    hasher.update(key);
+    hasher.update(value);
+    let mut bytes = [0u8; LANES * 2];
+    hasher.finalize_xof().fill(&mut bytes);
+    bytes
+}
+
 /// A lattice hash accumulator (2 KiB).
 #[derive(Clone, PartialEq, Eq)]
 pub struct LtHash(Box<[u16; LANES]>);
@@ -25,17 +36,25 @@ impl LtHash {
 
     /// The lattice element of one encoded (key, value) pair.
     pub fn of_pair(key: &[u8], value: &[u8]) -> Self {
-        let mut hasher = blake3::Hasher::new_derive_key(DOMAIN);
-        hasher.update(&(key.len() as u32).to_le_bytes());
-        hasher.update(key);
-        hasher.update(value);
-        let mut bytes = [0u8; LANES * 2];
-        hasher.finalize_xof().fill(&mut bytes);
-        let mut lanes = Box::new([0u16; LANES]);
-        for (lane, pair) in lanes.iter_mut().zip(bytes.chunks_exact(2)) {
-            *lane = u16::from_le_bytes([pair[0], pair[1]]);
+        let mut element = LtHash::identity();
+        element.add_pair(key, value);
+        element
+    }
+
+    /// Adds the element of one encoded (key, value) pair, without materialising it.
+    pub fn add_pair(&mut self, key: &[u8], value: &[u8]) {
+        let bytes = pair_bytes(key, value);
+        for (lane, pair) in self.0.iter_mut().zip(bytes.chunks_exact(2)) {
+            *lane = lane.wrapping_add(u16::from_le_bytes([pair[0], pair[1]]));
         }
-        LtHash(lanes)
+    }
+
+    /// Removes the element of one encoded (key, value) pair.
+    pub fn sub_pair(&mut self, key: &[u8], value: &[u8]) {
+        let bytes = pair_bytes(key, value);
+        for (lane, pair) in self.0.iter_mut().zip(bytes.chunks_exact(2)) {
+            *lane = lane.wrapping_sub(u16::from_le_bytes([pair[0], pair[1]]));
+        }
     }
 
     pub fn add(&mut self, other: &LtHash) {

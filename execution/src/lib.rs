@@ -25,8 +25,8 @@ pub use access::{Access, AccessMode, AccessSets};
 pub use codec::DecodeError;
 pub use dag::{ConflictDag, DagError, DagStats};
 pub use exec::{
-    BlockError, BlockOutcome, Executor, ExecutorConfig, ParallelExecutor, Proposal,
-    SerialExecutor, VerifiedBlock, propose, validate_block, verify_block,
+    BlockError, BlockOutcome, Executor, ExecutorConfig, ParallelExecutor, Proposal, SerialExecutor,
+    VerifiedBlock, propose, validate_block, verify_block,
 };
 pub use lattice::{LtHash, StateRoot};
 pub use logic::{TxCode, TxResult};

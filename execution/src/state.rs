@@ -141,6 +141,18 @@ pub fn pair_hash(key: &StateKey, value: &StateValue) -> LtHash {
     LtHash::of_pair(&key.encode(), &value.encode())
 }
 
+impl LtHash {
+    /// Adds one state pair.
+    pub fn add_state(&mut self, key: &StateKey, value: &StateValue) {
+        self.add_pair(&key.encode(), &value.encode());
+    }
+
+    /// Removes one state pair.
+    pub fn sub_state(&mut self, key: &StateKey, value: &StateValue) {
+        self.sub_pair(&key.encode(), &value.encode());
+    }
+}
+
 /// Read access to a committed state. Executors only read through this; they return their writes
 /// as a [`ChangeSet`] for the caller to apply.
 pub trait StateView: Sync {
@@ -200,9 +212,9 @@ impl MemoryState {
     pub fn insert(&mut self, key: StateKey, value: StateValue) {
         assert!(value.fits(&key), "value {value:?} does not fit key {key:?}");
         if let Some(old) = self.map.insert(key, value) {
-            self.lattice.sub(&pair_hash(&key, &old));
+            self.lattice.sub_state(&key, &old);
         }
-        self.lattice.add(&pair_hash(&key, &value));
+        self.lattice.add_state(&key, &value);
     }
 
     /// Applies a block's changes. The change set already carries the new lattice hash.

@@ -178,7 +178,7 @@ impl SledStorage {
         for entry in self.tree.scan_prefix([STATE_PREFIX]) {
             let (key, value) = entry?;
             let (key, value) = decode_pair(&key, &value)?;
-            lattice.add(&crate::state::pair_hash(&key, &value));
+            lattice.add_state(&key, &value);
         }
         if lattice == self.lattice {
             Ok(())

@@ -23,7 +23,7 @@ use crate::access::{Access, AccessMode, AccessSets, BLOCK_TXS_MAX};
 use crate::dag::{ConflictDag, DagError, DagStats};
 use crate::lattice::{LtHash, StateRoot};
 use crate::logic::{AccessViolation, TxResult};
-use crate::state::{ChangeSet, StateKey, StateValue, StateView, pair_hash};
+use crate::state::{ChangeSet, StateKey, StateValue, StateView};
 use crate::storage::StorageError;
 use crate::tx::Transaction;
 
@@ -62,7 +62,9 @@ impl BlockError {
     fn from_violation(tx: usize, violation: AccessViolation) -> Self {
         let tx = tx as u32;
         match violation {
-            AccessViolation::Undeclared { key, mode } => BlockError::UnderDeclared { tx, key, mode },
+            AccessViolation::Undeclared { key, mode } => {
+                BlockError::UnderDeclared { tx, key, mode }
+            }
             AccessViolation::Unused { key, mode } => BlockError::OverDeclared { tx, key, mode },
         }
     }
@@ -207,9 +209,7 @@ impl<'a> DeclaredGuard<'a> {
         let access = self.declared[position];
         match mode {
             AccessMode::Read => self.read |= 1 << position,
-            AccessMode::Write if access.mode == AccessMode::Write => {
-                self.written |= 1 << position
-            }
+            AccessMode::Write if access.mode == AccessMode::Write => self.written |= 1 << position,
             AccessMode::Write => return Err(undeclared),
         }
         Ok(access.key as usize)
@@ -262,29 +262,32 @@ pub(crate) fn collect_changes(
         .filter(|(_, (old, new))| old != new)
         .map(|(key, (old, new))| (*key, *old, new.expect("a changed slot holds a value")))
         .collect();
-    let delta_of = |(key, old, new): &(StateKey, Option<StateValue>, StateValue)| {
-        let mut delta = pair_hash(key, new);
-        if let Some(old) = old {
-            delta.sub(&pair_hash(key, old));
-        }
-        delta
-    };
-    let add = |mut sum: LtHash, delta: LtHash| {
-        sum.add(&delta);
-        sum
-    };
+    let add_change =
+        |mut sum: LtHash, (key, old, new): &(StateKey, Option<StateValue>, StateValue)| {
+            sum.add_state(key, new);
+            if let Some(old) = old {
+                sum.sub_state(key, old);
+            }
+            sum
+        };
     let delta = match hashing {
-        Hashing::Serial => changed.iter().map(delta_of).fold(LtHash::identity(), add),
+        Hashing::Serial => changed.iter().fold(LtHash::identity(), add_change),
         Hashing::Parallel => {
             use rayon::prelude::*;
             changed
                 .par_iter()
-                .fold(LtHash::identity, |sum, write| add(sum, delta_of(write)))
-                .reduce(LtHash::identity, add)
+                .fold(LtHash::identity, add_change)
+                .reduce(LtHash::identity, |mut a, b| {
+                    a.add(&b);
+                    a
+                })
         }
     };
     let mut lattice = lattice.clone();
     lattice.add(&delta);
-    let writes = changed.into_iter().map(|(key, _, new)| (key, new)).collect();
+    let writes = changed
+        .into_iter()
+        .map(|(key, _, new)| (key, new))
+        .collect();
     ChangeSet { writes, lattice }
 }

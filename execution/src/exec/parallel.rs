@@ -113,8 +113,8 @@ impl ParallelExecutor {
     fn should_run_serially(&self, block: &VerifiedBlock<'_>) -> bool {
         let stats = block.stats();
         let txs = stats.txs as u64;
-        let narrow =
-            txs * 100 < u64::from(stats.critical_path) * u64::from(self.config.parallelism_percent_min);
+        let narrow = txs * 100
+            < u64::from(stats.critical_path) * u64::from(self.config.parallelism_percent_min);
         self.config.threads < 2 || (stats.txs as usize) < self.config.parallel_txs_min || narrow
     }
 }

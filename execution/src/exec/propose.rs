@@ -82,11 +82,7 @@ pub fn propose<S: StateView + ?Sized>(
     let access = AccessSets::from_per_tx(&per_tx);
     let dag = ConflictDag::derive(&access);
     // The key table is exactly the overlay's keys, in canonical order.
-    let (base, current) = access
-        .keys()
-        .iter()
-        .map(|key| overlay.entries[key])
-        .unzip();
+    let (base, current) = access.keys().iter().map(|key| overlay.entries[key]).unzip();
     let slots = SlotValues { base, current };
     let changes = collect_changes(state.lattice(), access.keys(), &slots, Hashing::Serial);
     let outcome = BlockOutcome {
