@@ -19,8 +19,8 @@ use rayon::prelude::*;
 
 use super::serial::run_in_order;
 use super::{
-    BlockError, BlockOutcome, DeclaredGuard, Executor, Hashing, SlotValues, VerifiedBlock,
-    collect_changes,
+    BlockError, BlockOutcome, DeclaredGuard, Executor, Hashing, SerialExecutor, SlotValues,
+    VerifiedBlock, collect_changes,
 };
 use crate::access::AccessMode;
 use crate::logic::{AccessViolation, TxCode, TxResult, TxStore, apply_tx};
@@ -115,7 +115,7 @@ impl ParallelExecutor {
         let txs = stats.txs as u64;
         let narrow = txs * 100
             < u64::from(stats.critical_path) * u64::from(self.config.parallelism_percent_min);
-        self.config.threads < 2 || (stats.txs as usize) < self.config.parallel_txs_min || narrow
+        (stats.txs as usize) < self.config.parallel_txs_min || narrow
     }
 }
 
@@ -125,6 +125,9 @@ impl Executor for ParallelExecutor {
         state: &S,
         block: &VerifiedBlock<'_>,
     ) -> Result<BlockOutcome, BlockError> {
+        if self.config.threads < 2 {
+            return SerialExecutor.execute(state, block);
+        }
         let keys = block.access().keys();
         let ran_parallel = !self.should_run_serially(block);
         let (results, slots) = if ran_parallel {
