@@ -9,7 +9,8 @@ use rand_distr::{Distribution, Zipf};
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
-use crate::state::{Account, MemoryState, StateKey, StateValue};
+use crate::exec::propose;
+use crate::state::{Account, MemoryState, StateKey, StateValue, StateView};
 use crate::tx::{Address, ChainId, Name, Payload, Transaction, WorkSlots};
 
 /// Balance every genesis account starts with.
@@ -159,17 +160,21 @@ impl Generator<'_> {
                     },
                 }
             }
-            Workload::Mixed { accounts, names } => self.mixed(accounts, names),
+            Workload::Mixed { .. } => unreachable!("Mixed is drawn against a live state"),
         }
     }
 
-    fn mixed(&mut self, accounts: u32, names: u32) -> Draft {
+    /// One tx of the `Mixed` workload against `state`, the state after every tx drawn so far:
+    /// its nonce is the sender's live nonce (or, 1 time in 20, a wrong one), so a tx that fails
+    /// does not lock its sender out of the rest of the block.
+    fn mixed(&mut self, state: &MemoryState, accounts: u32, names: u32) -> Draft {
         let sender = self.rng.random_range(0..accounts);
-        let mut nonce = self.nonce(sender);
+        let mut nonce = match state.get(&StateKey::Account(self.addresses[sender as usize])) {
+            Ok(Some(StateValue::Account(account))) => account.nonce,
+            _ => 0,
+        };
         if self.rng.random_range(0..20) == 0 {
-            // A stale or future nonce: the tx fails and the sender's next nonce is unchanged.
             nonce = nonce.wrapping_add(self.rng.random_range(1..3));
-            *self.next_nonce.get_mut(&sender).expect("drawn above") -= 1;
         }
         // Names 0..names are registered at genesis; the generator also asks for names beyond.
         let name = workload_name(self.rng.random_range(0..names * 2));
@@ -200,6 +205,31 @@ impl Generator<'_> {
             nonce,
             payload,
         }
+    }
+}
+
+impl Generator<'_> {
+    /// Draws `Mixed` txs one at a time, running each on a scratch state as it is drawn.
+    fn mixed_block(
+        &mut self,
+        genesis: &MemoryState,
+        keys: &[SigningKey],
+        chain_id: &ChainId,
+        tx_count: usize,
+        accounts: u32,
+        names: u32,
+    ) -> Vec<Transaction> {
+        let mut state = genesis.clone();
+        let mut txs = Vec::with_capacity(tx_count);
+        for _ in 0..tx_count {
+            let draft = self.mixed(&state, accounts, names);
+            let key = &keys[draft.sender as usize];
+            let tx = Transaction::sign(chain_id.clone(), key, draft.nonce, draft.payload);
+            let ran = propose(&state, std::slice::from_ref(&tx)).expect("memory state");
+            state.apply(&ran.outcome.changes);
+            txs.push(tx);
+        }
+        txs
     }
 }
 
@@ -245,17 +275,24 @@ impl Workload {
             addresses: &addresses,
             next_nonce: FxHashMap::default(),
         };
-        let drafts: Vec<Draft> = (0..tx_count)
-            .map(|_| generator.draft(zipf.as_ref()))
-            .collect();
         let chain_id = ChainId::new("weft-workload").expect("valid chain id");
-        let txs = drafts
-            .into_par_iter()
-            .map(|draft| {
-                let key = &keys[draft.sender as usize];
-                Transaction::sign(chain_id.clone(), key, draft.nonce, draft.payload)
-            })
-            .collect();
+        let txs = match *self {
+            Workload::Mixed { accounts, names } => {
+                generator.mixed_block(&genesis, &keys, &chain_id, tx_count, accounts, names)
+            }
+            _ => {
+                let drafts: Vec<Draft> = (0..tx_count)
+                    .map(|_| generator.draft(zipf.as_ref()))
+                    .collect();
+                drafts
+                    .into_par_iter()
+                    .map(|draft| {
+                        let key = &keys[draft.sender as usize];
+                        Transaction::sign(chain_id.clone(), key, draft.nonce, draft.payload)
+                    })
+                    .collect()
+            }
+        };
         GeneratedBlock {
             chain_id,
             genesis,

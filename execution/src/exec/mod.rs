@@ -19,7 +19,7 @@ pub use parallel::{ExecutorConfig, ParallelExecutor};
 pub use propose::{Proposal, propose};
 pub use serial::SerialExecutor;
 
-use crate::access::{Access, AccessMode, AccessSets, BLOCK_TXS_MAX};
+use crate::access::{Access, AccessMode, AccessSets, BLOCK_TXS_MAX, TX_ACCESSES_MAX};
 use crate::dag::{ConflictDag, DagError, DagStats};
 use crate::lattice::{LtHash, StateRoot};
 use crate::logic::{AccessViolation, TxResult};
@@ -35,6 +35,12 @@ pub enum BlockError {
     TooManyTxs { txs: usize, limit: usize },
     #[error("access sets cover {access} txs but the block has {txs}")]
     AccessCountMismatch { access: usize, txs: usize },
+    #[error("tx {tx} declares {accesses} accesses, over the limit of {limit}")]
+    TooManyAccesses {
+        tx: u32,
+        accesses: usize,
+        limit: usize,
+    },
     #[error(transparent)]
     Dag(#[from] DagError),
     #[error("tx {tx} touched {key:?} ({mode:?}) outside its declared access set")]
@@ -127,6 +133,18 @@ pub fn verify_block<'a>(
             txs: txs.len(),
         });
     }
+    // Decoded access sets already respect the cap; in-memory ones are checked here, since the
+    // executors track each tx's declared accesses in a 64-bit mask.
+    for tx in 0..access.tx_count() {
+        let accesses = access.tx(tx).len();
+        if accesses > TX_ACCESSES_MAX {
+            return Err(BlockError::TooManyAccesses {
+                tx: tx as u32,
+                accesses,
+                limit: TX_ACCESSES_MAX,
+            });
+        }
+    }
     if dag.tx_count() != txs.len() {
         return Err(DagError::TxCountMismatch {
             dag: dag.tx_count(),
@@ -185,7 +203,10 @@ pub(crate) struct DeclaredGuard<'a> {
 
 impl<'a> DeclaredGuard<'a> {
     pub(crate) fn new(keys: &'a [StateKey], declared: &'a [Access]) -> Self {
-        debug_assert!(declared.len() <= 64, "access sets are capped far below 64");
+        assert!(
+            declared.len() <= 64,
+            "verify_block caps declared accesses far below the 64-bit mask"
+        );
         DeclaredGuard {
             keys,
             declared,
