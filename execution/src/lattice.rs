@@ -9,13 +9,17 @@
 //! for why this and not a Merkle tree.
 
 use std::fmt;
+use std::sync::LazyLock;
 
 const LANES: usize = 1024;
 const DOMAIN: &str = "weft/state-lattice/v1";
 
 /// blake3 in XOF mode over the length-prefixed key and the value: 2048 bytes, read as lanes.
 fn pair_bytes(key: &[u8], value: &[u8]) -> [u8; LANES * 2] {
-    let mut hasher = blake3::Hasher::new_derive_key(DOMAIN);
+    // Deriving the key from the context string costs a compression; do it once.
+    static DOMAIN_HASHER: LazyLock<blake3::Hasher> =
+        LazyLock::new(|| blake3::Hasher::new_derive_key(DOMAIN));
+    let mut hasher = DOMAIN_HASHER.clone();
     hasher.update(&(key.len() as u32).to_le_bytes());
     hasher.update(key);
     hasher.update(value);

@@ -261,7 +261,7 @@ fn print_table(rows: &[Row], cores: usize, round_ns: f64) {
                 if r.ran_parallel {
                     ""
                 } else {
-                    "  (serial fallback)"
+                    "  (txs in order, root in parallel)"
                 }
             ),
             Row::Signatures(r) => println!(

@@ -25,6 +25,7 @@ use super::{
 use crate::access::AccessMode;
 use crate::logic::{AccessViolation, TxCode, TxResult, TxStore, apply_tx};
 use crate::state::{StateKey, StateValue, StateView};
+use crate::tx::{Payload, Transaction};
 
 /// How the parallel executor runs and when it falls back to serial.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +37,9 @@ pub struct ExecutorConfig {
     /// Blocks whose work/span is below this many hundredths run serially (a chain of dependent
     /// txs gains nothing from threads).
     pub parallelism_percent_min: u32,
+    /// Blocks whose txs are estimated to cost less than this on average run serially: below about
+    /// 1 µs per tx, scheduling a tx on another thread costs more than running it.
+    pub tx_cost_ns_min: u64,
 }
 
 impl Default for ExecutorConfig {
@@ -44,6 +48,7 @@ impl Default for ExecutorConfig {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             parallel_txs_min: 64,
             parallelism_percent_min: 150,
+            tx_cost_ns_min: 1_000,
         }
     }
 }
@@ -115,7 +120,9 @@ impl ParallelExecutor {
         let txs = stats.txs as u64;
         let narrow = txs * 100
             < u64::from(stats.critical_path) * u64::from(self.config.parallelism_percent_min);
-        (stats.txs as usize) < self.config.parallel_txs_min || narrow
+        let cost_ns: u64 = block.txs().iter().map(estimated_cost_ns).sum();
+        let light = cost_ns < txs * self.config.tx_cost_ns_min;
+        (stats.txs as usize) < self.config.parallel_txs_min || narrow || light
     }
 }
 
@@ -146,6 +153,17 @@ impl Executor for ParallelExecutor {
             stats: block.stats(),
             ran_parallel,
         })
+    }
+}
+
+/// A rough cost of running one tx, in ns on this class of machine. It only steers the choice
+/// between running txs in order or in parallel, never a result.
+fn estimated_cost_ns(tx: &Transaction) -> u64 {
+    const TX_COST_NS: u64 = 300;
+    const WORK_ROUND_COST_NS: u64 = 70;
+    match &tx.payload {
+        Payload::Work { rounds, .. } => TX_COST_NS + u64::from(*rounds) * WORK_ROUND_COST_NS,
+        _ => TX_COST_NS,
     }
 }
 

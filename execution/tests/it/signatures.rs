@@ -2,7 +2,7 @@
 //! pool, and agrees with verifying each tx alone.
 
 use ed25519_dalek::VerifyingKey;
-use weft_execution::sig::SIGNATURE_BATCH_LEN;
+use weft_execution::sig::{SIGNATURE_BATCH_LEN_MAX, batch_len};
 use weft_execution::workload::Workload;
 use weft_execution::{
     Address, ChainId, Payload, SignatureError, Transaction, verify_signature, verify_signatures,
@@ -77,7 +77,7 @@ const RUN_LEN: usize = 128;
 /// A block of transfers that all verify: more than one batch long.
 fn transfers() -> Vec<Transaction> {
     Workload::Uniform { accounts: 64 }
-        .generate(SIGNATURE_BATCH_LEN + 2 * RUN_LEN + 7, 5)
+        .generate(4 * RUN_LEN + 7, 5)
         .txs
 }
 
@@ -212,19 +212,21 @@ fn exactly_the_spoiled_txs_fail() {
 #[test]
 fn large_blocks_blame_exactly_the_spoiled_txs() {
     use Spoil::*;
-    let len = 2 * SIGNATURE_BATCH_LEN + 3 * RUN_LEN + 5;
+    // Sixteen batches of a few hundred signatures, plus a short last one.
+    let len = 3 * SIGNATURE_BATCH_LEN_MAX + 5;
+    let boundary = batch_len(len);
     let base = Workload::Uniform { accounts: 64 }.generate(len, 6).txs;
     let last = len - 1;
     let cases: Vec<(&str, Spoiled, SignatureError)> = vec![
         ("nothing spoiled", vec![], SignatureError::BadSignature),
         (
             "one bad signature per thousand",
-            vec![(5, Amount), (1_200, SignatureByte(40)), (last, Nonce)],
+            vec![(5, Amount), (2_000, SignatureByte(40)), (last, Nonce)],
             SignatureError::BadSignature,
         ),
         (
             "weak keys around a batch boundary",
-            (SIGNATURE_BATCH_LEN - 2..SIGNATURE_BATCH_LEN + 2)
+            (boundary - 2..boundary + 2)
                 .map(|i| (i, Sender(ORDER_FOUR)))
                 .collect(),
             SignatureError::WeakKey,

@@ -27,6 +27,7 @@ pub fn parallel_executors() -> &'static [ParallelExecutor] {
                     threads,
                     parallel_txs_min: 0,
                     parallelism_percent_min: 0,
+                    tx_cost_ns_min: 0,
                 })
                 .expect("thread pool builds")
             })
