@@ -1,10 +1,10 @@
 //! exec-bench: serial vs parallel execution, DAG verification and signature throughput.
 //!
 //! For each workload it generates a seeded 10k-tx block, lets the proposer path build its access
-//! sets and DAG, and then times, in alternating runs on the same machine:
-//! - DAG derive+verify: decode the shipped DAG, re-derive it from the access sets, compare;
-//! - the serial reference executor;
-//! - the parallel executor, for each requested thread count.
+//! sets and DAG, and times DAG derive+verify (decode the shipped DAG, re-derive it from the access
+//! sets, compare). Then it times the serial reference executor against the parallel executor,
+//! back to back, for each (workload, thread count) pair, going round-robin over the pairs run
+//! after run so that a stretch of machine noise does not sink one row.
 //!
 //! Both executors start from the same verified block and produce the state root, so the figures
 //! include the commitment update. Medians are reported. With `--json` the last line is one JSON
@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde::Serialize;
-use weft_execution::workload::Workload;
+use weft_execution::workload::{GeneratedBlock, Workload};
 use weft_execution::{
-    ConflictDag, Executor, ExecutorConfig, ParallelExecutor, SerialExecutor, propose, verify_block,
-    verify_signatures,
+    ConflictDag, Executor, ExecutorConfig, ParallelExecutor, Proposal, SerialExecutor, propose,
+    verify_block, verify_signatures,
 };
 
 #[derive(Parser)]
@@ -140,17 +140,20 @@ fn workloads(round_ns: f64) -> Vec<(String, Workload)> {
     ]
 }
 
-fn bench_workload(
-    name: &str,
-    workload: &Workload,
-    args: &Args,
-    executors: &[ParallelExecutor],
-) -> Vec<ExecRow> {
+/// A workload's block, ready to execute, with its DAG verification timed.
+struct Prepared {
+    name: String,
+    block: GeneratedBlock,
+    proposal: Proposal,
+    dag_bytes: usize,
+    access_bytes: usize,
+    dag_derive_verify: Duration,
+}
+
+fn prepare(name: &str, workload: &Workload, args: &Args) -> Prepared {
     let block = workload.generate(args.txs, args.seed);
     let proposal = propose(&block.genesis, &block.txs).expect("memory state cannot fail");
     let dag_bytes = proposal.dag.encode();
-    let access_bytes = proposal.access.encode().len();
-
     let mut verify_samples = Vec::with_capacity(args.runs);
     for _ in 0..args.runs {
         let start = Instant::now();
@@ -159,48 +162,92 @@ fn bench_workload(
         std::hint::black_box(verified.stats());
         verify_samples.push(start.elapsed());
     }
-    let verified = verify_block(&block.txs, &proposal.access, &proposal.dag).expect("honest DAG");
-
-    let mut rows = Vec::new();
-    for executor in executors {
-        let (mut serial, mut parallel) = (Vec::new(), Vec::new());
-        let mut ran_parallel = false;
-        for _ in 0..args.runs {
-            let start = Instant::now();
-            let outcome = SerialExecutor
-                .execute(&block.genesis, &verified)
-                .expect("valid");
-            serial.push(start.elapsed());
-            assert_eq!(outcome.state_root, proposal.outcome.state_root, "{name}");
-
-            let start = Instant::now();
-            let outcome = executor.execute(&block.genesis, &verified).expect("valid");
-            parallel.push(start.elapsed());
-            assert_eq!(outcome.state_root, proposal.outcome.state_root, "{name}");
-            assert_eq!(outcome.results, proposal.outcome.results, "{name}");
-            ran_parallel = outcome.ran_parallel;
-        }
-        let (serial, parallel) = (median(serial), median(parallel));
-        let stats = verified.stats();
-        rows.push(ExecRow {
-            workload: name.to_owned(),
-            txs: block.txs.len(),
-            threads: executor.config().threads,
-            serial_tps: per_second(block.txs.len(), serial),
-            parallel_tps: per_second(block.txs.len(), parallel),
-            speedup: (serial.as_secs_f64() / parallel.as_secs_f64() * 100.0).round() / 100.0,
-            dag_edges: stats.edges,
-            critical_path: stats.critical_path,
-            dag_derive_verify_ms: ms(median(verify_samples.clone())),
-            serial_ms: ms(serial),
-            parallel_ms: ms(parallel),
-            parallelism: (stats.parallelism() * 10.0).round() / 10.0,
-            ran_parallel,
-            dag_bytes: dag_bytes.len(),
-            access_bytes,
-        });
+    Prepared {
+        name: name.to_owned(),
+        access_bytes: proposal.access.encode().len(),
+        dag_bytes: dag_bytes.len(),
+        dag_derive_verify: median(verify_samples),
+        block,
+        proposal,
     }
-    rows
+}
+
+/// Serial then parallel execution of one prepared block, each checked against the proposer.
+fn time_pair(prepared: &Prepared, executor: &ParallelExecutor) -> (Duration, Duration, bool) {
+    let (block, proposal) = (&prepared.block, &prepared.proposal);
+    let verified = verify_block(&block.txs, &proposal.access, &proposal.dag).expect("honest DAG");
+    let start = Instant::now();
+    let serial = SerialExecutor
+        .execute(&block.genesis, &verified)
+        .expect("valid");
+    let serial_time = start.elapsed();
+    let start = Instant::now();
+    let parallel = executor.execute(&block.genesis, &verified).expect("valid");
+    let parallel_time = start.elapsed();
+    for outcome in [&serial, &parallel] {
+        assert_eq!(
+            outcome.state_root, proposal.outcome.state_root,
+            "{}",
+            prepared.name
+        );
+        assert_eq!(
+            outcome.results, proposal.outcome.results,
+            "{}",
+            prepared.name
+        );
+    }
+    (serial_time, parallel_time, parallel.ran_parallel)
+}
+
+/// Times every (workload, thread count) pair. Runs go round-robin over the pairs, so a stretch of
+/// machine noise spreads over all of them instead of sinking one row.
+fn bench_execution(
+    prepared: &[Prepared],
+    executors: &[ParallelExecutor],
+    runs: usize,
+) -> Vec<ExecRow> {
+    let pairs: Vec<(&Prepared, &ParallelExecutor)> = prepared
+        .iter()
+        .flat_map(|p| executors.iter().map(move |e| (p, e)))
+        .collect();
+    let mut samples = vec![(Vec::new(), Vec::new(), false); pairs.len()];
+    // One untimed round first: it faults in memory and wakes the pools' threads.
+    for run in 0..=runs {
+        for (index, (prepared, executor)) in pairs.iter().enumerate() {
+            let (serial, parallel, ran_parallel) = time_pair(prepared, executor);
+            if run > 0 {
+                samples[index].0.push(serial);
+                samples[index].1.push(parallel);
+                samples[index].2 = ran_parallel;
+            }
+        }
+    }
+    pairs
+        .iter()
+        .zip(samples)
+        .map(|((prepared, executor), (serial, parallel, ran_parallel))| {
+            let (serial, parallel) = (median(serial), median(parallel));
+            let txs = prepared.block.txs.len();
+            let stats = prepared.proposal.outcome.stats;
+            ExecRow {
+                workload: prepared.name.clone(),
+                txs,
+                threads: executor.config().threads,
+                serial_tps: per_second(txs, serial),
+                parallel_tps: per_second(txs, parallel),
+                speedup: (serial.as_secs_f64() / parallel.as_secs_f64() * 100.0).round() / 100.0,
+                dag_edges: stats.edges,
+                critical_path: stats.critical_path,
+                dag_derive_verify_ms: ms(prepared.dag_derive_verify),
+                serial_ms: ms(serial),
+                parallel_ms: ms(parallel),
+                parallelism: (stats.parallelism() * 10.0).round() / 10.0,
+                ran_parallel,
+                dag_bytes: prepared.dag_bytes,
+                access_bytes: prepared.access_bytes,
+            }
+        })
+        .collect()
 }
 
 fn bench_signatures(args: &Args, executor: &ParallelExecutor) -> SignatureRow {
@@ -291,18 +338,20 @@ fn main() {
         })
         .collect();
     let round_ns = work_round_ns();
-    let mut rows = Vec::new();
-    for (name, workload) in workloads(round_ns) {
-        if !args.workloads.is_empty() && !args.workloads.contains(&name) {
-            continue;
-        }
-        eprintln!("running {name} ...");
-        rows.extend(
-            bench_workload(&name, &workload, &args, &executors)
-                .into_iter()
-                .map(Row::Exec),
-        );
-    }
+    let prepared: Vec<Prepared> = workloads(round_ns)
+        .into_iter()
+        .filter(|(name, _)| args.workloads.is_empty() || args.workloads.contains(name))
+        .map(|(name, workload)| {
+            eprintln!("preparing {name} ...");
+            prepare(&name, &workload, &args)
+        })
+        .collect();
+    eprintln!("timing {} runs ...", args.runs);
+    let mut rows: Vec<Row> = bench_execution(&prepared, &executors, args.runs)
+        .into_iter()
+        .map(Row::Exec)
+        .collect();
+    drop(prepared);
     if args.workloads.is_empty() || args.workloads.iter().any(|w| w == "signatures") {
         eprintln!("running signatures ...");
         let widest = executors.last().expect("at least one thread count");

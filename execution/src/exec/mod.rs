@@ -269,46 +269,87 @@ pub(crate) enum Hashing {
     Parallel,
 }
 
-/// The changed keys (sorted, since the key table is) and the lattice hash after the block. Each
-/// changed key costs two pair hashes, whatever the size of the state.
-pub(crate) fn collect_changes(
-    lattice: &LtHash,
+/// Every key-table entry's value before the block, read from `state`.
+pub(crate) fn load_base<S: StateView + ?Sized>(
+    state: &S,
     keys: &[StateKey],
-    slots: &SlotValues,
     hashing: Hashing,
-) -> ChangeSet {
-    let changed: Vec<(StateKey, Option<StateValue>, StateValue)> = keys
-        .iter()
-        .zip(slots.base.iter().zip(&slots.current))
-        .filter(|(_, (old, new))| old != new)
-        .map(|(key, (old, new))| (*key, *old, new.expect("a changed slot holds a value")))
-        .collect();
-    let add_change =
-        |mut sum: LtHash, (key, old, new): &(StateKey, Option<StateValue>, StateValue)| {
-            sum.add_state(key, new);
-            if let Some(old) = old {
-                sum.sub_state(key, old);
-            }
-            sum
-        };
-    let delta = match hashing {
-        Hashing::Serial => changed.iter().fold(LtHash::identity(), add_change),
+) -> Result<Vec<Option<StateValue>>, StorageError> {
+    match hashing {
+        Hashing::Serial => keys.iter().map(|key| state.get(key)).collect(),
         Hashing::Parallel => {
             use rayon::prelude::*;
-            changed
+            keys.par_iter().map(|key| state.get(key)).collect()
+        }
+    }
+}
+
+/// The key-table indices some tx declares as written: the only keys a block can change.
+pub(crate) fn written_keys(access: &AccessSets) -> Vec<usize> {
+    let mut written = vec![false; access.keys().len()];
+    for tx in 0..access.tx_count() {
+        for item in access.tx(tx) {
+            if item.mode == AccessMode::Write {
+                written[item.key as usize] = true;
+            }
+        }
+    }
+    (0..written.len()).filter(|&index| written[index]).collect()
+}
+
+/// The sum of the pair hashes of `values[i]` for `i` in `indices`; absent values add nothing.
+pub(crate) fn lattice_sum(
+    keys: &[StateKey],
+    indices: &[usize],
+    values: &[Option<StateValue>],
+    hashing: Hashing,
+) -> LtHash {
+    let add = |mut sum: LtHash, &index: &usize| {
+        if let Some(value) = &values[index] {
+            sum.add_state(&keys[index], value);
+        }
+        sum
+    };
+    match hashing {
+        Hashing::Serial => indices.iter().fold(LtHash::identity(), add),
+        Hashing::Parallel => {
+            use rayon::prelude::*;
+            indices
                 .par_iter()
-                .fold(LtHash::identity, add_change)
+                .fold(LtHash::identity, add)
                 .reduce(LtHash::identity, |mut a, b| {
                     a.add(&b);
                     a
                 })
         }
-    };
+    }
+}
+
+/// The changed keys (sorted, since the key table is) and the lattice hash after the block.
+///
+/// Only keys declared as written can change, so the new lattice is the old one minus the written
+/// keys' pair hashes before the block (`before`, from [`lattice_sum`] over `slots.base`, which
+/// callers may compute while the txs run) plus their pair hashes after it. Two pair hashes per
+/// written key, whatever the size of the state.
+pub(crate) fn collect_changes(
+    lattice: &LtHash,
+    keys: &[StateKey],
+    written: &[usize],
+    slots: &SlotValues,
+    before: &LtHash,
+    hashing: Hashing,
+) -> ChangeSet {
+    let after = lattice_sum(keys, written, &slots.current, hashing);
     let mut lattice = lattice.clone();
-    lattice.add(&delta);
-    let writes = changed
-        .into_iter()
-        .map(|(key, _, new)| (key, new))
+    lattice.sub(before);
+    lattice.add(&after);
+    let writes = written
+        .iter()
+        .filter(|&&index| slots.base[index] != slots.current[index])
+        .map(|&index| {
+            let value = slots.current[index].expect("a changed slot holds a value");
+            (keys[index], value)
+        })
         .collect();
     ChangeSet { writes, lattice }
 }

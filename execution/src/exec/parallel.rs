@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use super::serial::run_in_order;
 use super::{
     BlockError, BlockOutcome, DeclaredGuard, Executor, Hashing, SerialExecutor, SlotValues,
-    VerifiedBlock, collect_changes,
+    VerifiedBlock, collect_changes, lattice_sum, load_base, written_keys,
 };
 use crate::access::AccessMode;
 use crate::logic::{AccessViolation, TxCode, TxResult, TxStore, apply_tx};
@@ -89,21 +89,16 @@ impl ParallelExecutor {
         self.pool.install(work)
     }
 
-    /// Must run inside the pool.
-    fn run_parallel<S: StateView + ?Sized>(
+    /// Runs the txs on the pool, starting from `base`. Must run inside the pool.
+    fn run_parallel(
         &self,
-        state: &S,
         block: &VerifiedBlock<'_>,
+        base: &[Option<StateValue>],
     ) -> Result<(Vec<TxResult>, SlotValues), BlockError> {
-        let keys = block.access().keys();
-        let base: Vec<Option<StateValue>> = keys
-            .par_iter()
-            .map(|key| state.get(key))
-            .collect::<Result<_, _>>()?;
-        let run = Run::new(block, &base);
-        run.execute_all(self.config.threads);
+        let run = Run::new(block, base);
+        run.execute_all();
         if run.aborted.load(Ordering::Relaxed) {
-            let verdict = run_in_order(state, block);
+            let verdict = run_in_order(block, base.to_vec());
             assert!(
                 verdict.is_err(),
                 "a parallel run found an access violation that the serial run did not"
@@ -112,7 +107,13 @@ impl ParallelExecutor {
         }
         let results = run.results();
         let current = run.slots.into_iter().map(Mutex::into_inner).collect();
-        Ok((results, SlotValues { base, current }))
+        Ok((
+            results,
+            SlotValues {
+                base: base.to_vec(),
+                current,
+            },
+        ))
     }
 
     fn should_run_serially(&self, block: &VerifiedBlock<'_>) -> bool {
@@ -137,15 +138,33 @@ impl Executor for ParallelExecutor {
         }
         let keys = block.access().keys();
         let ran_parallel = !self.should_run_serially(block);
-        let (results, slots) = if ran_parallel {
-            self.pool.install(|| self.run_parallel(state, block))?
-        } else {
-            run_in_order(state, block)?
-        };
-        // Even when txs ran in order, the commitment update is independent per key.
-        let changes = self
-            .pool
-            .install(|| collect_changes(state.lattice(), keys, &slots, Hashing::Parallel));
+        let changes = self.pool.install(|| {
+            let base = load_base(state, keys, Hashing::Parallel)?;
+            let written = written_keys(block.access());
+            // The written keys' hashes before the block need only `base`: compute them while the
+            // txs run. Even when txs run in order, this work spreads over the pool.
+            let (run, before) = rayon::join(
+                || {
+                    if ran_parallel {
+                        self.run_parallel(block, &base)
+                    } else {
+                        run_in_order(block, base.clone())
+                    }
+                },
+                || lattice_sum(keys, &written, &base, Hashing::Parallel),
+            );
+            let (results, slots) = run?;
+            let changes = collect_changes(
+                state.lattice(),
+                keys,
+                &written,
+                &slots,
+                &before,
+                Hashing::Parallel,
+            );
+            Ok::<_, BlockError>((results, changes))
+        });
+        let (results, changes) = changes?;
         Ok(BlockOutcome {
             results,
             state_root: changes.root(),
@@ -195,20 +214,16 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn execute_all(&self, threads: usize) {
+    fn execute_all(&self) {
         let roots: Vec<u32> = (0..self.block.dag().tx_count() as u32)
             .filter(|&tx| self.block.dag().preds(tx as usize).is_empty())
             .collect();
-        // A few chunks per thread: enough to balance, few enough that spawning stays cheap.
-        let chunk_len = roots.len().div_ceil(threads * 8).max(1);
+        // rayon splits the roots adaptively and steals between threads, so heavy txs do not
+        // leave one thread with a long tail of roots.
         rayon::scope(|scope| {
-            for chunk in roots.chunks(chunk_len) {
-                scope.spawn(move |scope| {
-                    for &root in chunk {
-                        self.run_from(scope, root);
-                    }
-                });
-            }
+            roots
+                .par_iter()
+                .for_each(|&root| self.run_from(scope, root));
         });
     }
 

@@ -3,7 +3,7 @@
 
 use rustc_hash::FxHashMap;
 
-use super::{BlockOutcome, Hashing, SlotValues, collect_changes};
+use super::{BlockOutcome, Hashing, SlotValues, collect_changes, lattice_sum, written_keys};
 use crate::access::{AccessMode, AccessSets};
 use crate::dag::ConflictDag;
 use crate::logic::{TxResult, TxStore, apply_tx};
@@ -84,7 +84,16 @@ pub fn propose<S: StateView + ?Sized>(
     // The key table is exactly the overlay's keys, in canonical order.
     let (base, current) = access.keys().iter().map(|key| overlay.entries[key]).unzip();
     let slots = SlotValues { base, current };
-    let changes = collect_changes(state.lattice(), access.keys(), &slots, Hashing::Serial);
+    let written = written_keys(&access);
+    let before = lattice_sum(access.keys(), &written, &slots.base, Hashing::Serial);
+    let changes = collect_changes(
+        state.lattice(),
+        access.keys(),
+        &written,
+        &slots,
+        &before,
+        Hashing::Serial,
+    );
     let outcome = BlockOutcome {
         results,
         state_root: changes.root(),

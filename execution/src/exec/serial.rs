@@ -2,7 +2,7 @@
 
 use super::{
     BlockError, BlockOutcome, DeclaredGuard, Executor, Hashing, SlotValues, VerifiedBlock,
-    collect_changes,
+    collect_changes, lattice_sum, load_base, written_keys,
 };
 use crate::access::AccessMode;
 use crate::logic::{AccessViolation, TxResult, TxStore, apply_tx};
@@ -39,11 +39,17 @@ impl Executor for SerialExecutor {
         state: &S,
         block: &VerifiedBlock<'_>,
     ) -> Result<BlockOutcome, BlockError> {
-        let (results, slots) = run_in_order(state, block)?;
+        let keys = block.access().keys();
+        let base = load_base(state, keys, Hashing::Serial)?;
+        let written = written_keys(block.access());
+        let before = lattice_sum(keys, &written, &base, Hashing::Serial);
+        let (results, slots) = run_in_order(block, base)?;
         let changes = collect_changes(
             state.lattice(),
-            block.access().keys(),
+            keys,
+            &written,
             &slots,
+            &before,
             Hashing::Serial,
         );
         Ok(BlockOutcome {
@@ -56,16 +62,13 @@ impl Executor for SerialExecutor {
     }
 }
 
-/// Runs the block's txs in order against its key table, checking declared accesses.
-pub(super) fn run_in_order<S: StateView + ?Sized>(
-    state: &S,
+/// Runs the block's txs in order against its key table, starting from `base` (the table's values
+/// before the block), checking declared accesses.
+pub(super) fn run_in_order(
     block: &VerifiedBlock<'_>,
+    base: Vec<Option<StateValue>>,
 ) -> Result<(Vec<TxResult>, SlotValues), BlockError> {
     let keys = block.access().keys();
-    let base = keys
-        .iter()
-        .map(|key| state.get(key))
-        .collect::<Result<Vec<_>, _>>()?;
     let mut slots = SlotValues {
         current: base.clone(),
         base,

@@ -212,7 +212,7 @@ fn exactly_the_spoiled_txs_fail() {
 #[test]
 fn large_blocks_blame_exactly_the_spoiled_txs() {
     use Spoil::*;
-    // Sixteen batches of a few hundred signatures, plus a short last one.
+    // Eight batches of a few hundred signatures, plus a short last one.
     let len = 3 * SIGNATURE_BATCH_LEN_MAX + 5;
     let boundary = batch_len(len);
     let base = Workload::Uniform { accounts: 64 }.generate(len, 6).txs;
