@@ -305,10 +305,10 @@ fn print_table(rows: &[Row], cores: usize, round_ns: f64) {
                 r.critical_path,
                 r.parallelism,
                 r.dag_derive_verify_ms,
-                if r.ran_parallel {
-                    ""
-                } else {
-                    "  (txs in order, root in parallel)"
+                match (r.threads, r.ran_parallel) {
+                    (1, _) => "  (the serial executor)",
+                    (_, true) => "",
+                    (_, false) => "  (txs in order, root in parallel)",
                 }
             ),
             Row::Signatures(r) => println!(
