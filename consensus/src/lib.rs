@@ -1,8 +1,28 @@
 //! Weft's Tendermint consensus core.
 //!
-//! This crate will hold the pure round state machine (`Input -> Vec<Effect>`), the vote keeper,
-//! proposer selection, the WAL entry types and the deterministic simulator. It is empty until the
-//! consensus issue lands: nothing here pretends to decide anything yet.
+//! - [`types`]: heights, rounds, steps, votes, proposals, sign bytes, certificates, evidence.
+//! - [`validators`]: voting power, thresholds, CometBFT's proposer priority algorithm.
+//! - [`keeper`]: per-round tallies, thresholds, equivocation evidence.
+//! - [`machine`]: Algorithm 1 of "The latest gossip on BFT consensus" as
+//!   `handle(Input) -> Vec<Effect>`.
+//! - [`wal`]: WAL entries and replay.
 //!
 //! Architecture invariant: this crate never does IO, reads a clock, spawns tasks, or uses
-//! randomness it was not handed. It depends on no tokio, libp2p or sled.
+//! randomness it was not handed. It depends on
+//! no tokio, libp2p or sled.
+
+pub mod keeper;
+pub mod machine;
+pub mod types;
+pub mod validators;
+pub mod wal;
+
+pub use keeper::{Threshold, VoteKeeper, VoteOutcome};
+pub use machine::{Effect, Input, LastSigned, Machine, Validity};
+pub use types::{
+    CommitCertificate, Evidence, Height, PolkaCertificate, Proposal, Round, Signature, Signed,
+    SignedProposal, SignedVote, Step, Timeout, TimeoutKind, TimeoutParams, ValidatorId, ValueId,
+    Vote, VoteType, VotingPower,
+};
+pub use validators::{Validator, ValidatorSet, ValidatorSetError};
+pub use wal::{WalEntry, replay};

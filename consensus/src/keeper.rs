@@ -1,0 +1,259 @@
+//! The vote keeper: per-round tallies by voting power, the thresholds of Algorithm 1, and
+//! equivocation evidence.
+//!
+//! It keeps the first vote of each (validator, round, type), ignores exact duplicates, and turns
+//! a conflicting second vote into evidence without counting it. The state machine queries the
+//! thresholds after every input; each query is a lookup in running sums.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::types::{
+    Evidence, Height, Round, SignedVote, ValidatorId, ValueId, VoteType, VotingPower,
+};
+use crate::validators::ValidatorSet;
+
+/// Votes further ahead of the current round than this are dropped: a peer cannot make the
+/// keeper hold an unbounded number of rounds.
+pub const FUTURE_ROUNDS_MAX: u32 = 64;
+
+/// A threshold of Algorithm 1 that a vote made true for the first time.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Threshold {
+    /// 2f+1 prevotes for anything.
+    PolkaAny(Round),
+    /// 2f+1 prevotes for nil.
+    PolkaNil(Round),
+    /// 2f+1 prevotes for one value.
+    PolkaValue(Round, ValueId),
+    /// 2f+1 precommits for anything.
+    PrecommitAny(Round),
+    /// 2f+1 precommits for one value.
+    PrecommitValue(Round, ValueId),
+    /// f+1 of the power sent messages in a round above the current one.
+    SkipRound(Round),
+}
+
+/// What happened to a vote handed to the keeper.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum VoteOutcome {
+    /// Counted; these thresholds became true with it.
+    Added(Vec<Threshold>),
+    /// The same vote again.
+    Duplicate,
+    /// A different vote of the same type and round from the same validator: not counted.
+    Equivocation(Box<Evidence>),
+    /// Wrong height, unknown validator, or a round too far ahead.
+    Ignored(IgnoreReason),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum IgnoreReason {
+    WrongHeight,
+    UnknownValidator,
+    RoundTooFarAhead,
+}
+
+/// Votes of one type in one round.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+struct Tally {
+    votes: BTreeMap<ValidatorId, SignedVote>,
+    /// Power per value; `None` is nil.
+    power_by_value: BTreeMap<Option<ValueId>, VotingPower>,
+    power: VotingPower,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+struct RoundVotes {
+    prevotes: Tally,
+    precommits: Tally,
+    /// Validators with any message in this round, and their power (for the skip-round rule).
+    senders: BTreeSet<ValidatorId>,
+    senders_power: VotingPower,
+}
+
+impl RoundVotes {
+    fn tally(&self, vote_type: VoteType) -> &Tally {
+        match vote_type {
+            VoteType::Prevote => &self.prevotes,
+            VoteType::Precommit => &self.precommits,
+        }
+    }
+
+    fn tally_mut(&mut self, vote_type: VoteType) -> &mut Tally {
+        match vote_type {
+            VoteType::Prevote => &mut self.prevotes,
+            VoteType::Precommit => &mut self.precommits,
+        }
+    }
+}
+
+/// The votes of one height.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct VoteKeeper {
+    height: Height,
+    validators: ValidatorSet,
+    rounds: BTreeMap<Round, RoundVotes>,
+}
+
+impl VoteKeeper {
+    pub fn new(height: Height, validators: ValidatorSet) -> Self {
+        VoteKeeper {
+            height,
+            validators,
+            rounds: BTreeMap::new(),
+        }
+    }
+
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.validators
+    }
+
+    /// Adds a vote whose signature the node has checked. `current_round` bounds how far ahead
+    /// votes are kept.
+    pub fn add_vote(&mut self, vote: SignedVote, current_round: Round) -> VoteOutcome {
+        let message = vote.message;
+        if message.height != self.height {
+            return VoteOutcome::Ignored(IgnoreReason::WrongHeight);
+        }
+        let Some(power) = self.validators.power(&message.validator) else {
+            return VoteOutcome::Ignored(IgnoreReason::UnknownValidator);
+        };
+        if message.round.0 > current_round.0.saturating_add(FUTURE_ROUNDS_MAX) {
+            return VoteOutcome::Ignored(IgnoreReason::RoundTooFarAhead);
+        }
+        let before = self.thresholds(message.round, message.vote_type, current_round);
+        let round = self.rounds.entry(message.round).or_default();
+        let tally = round.tally_mut(message.vote_type);
+        if let Some(first) = tally.votes.get(&message.validator) {
+            if first.message == message {
+                return VoteOutcome::Duplicate;
+            }
+            return VoteOutcome::Equivocation(Box::new(Evidence::DuplicateVote {
+                first: *first,
+                second: vote,
+            }));
+        }
+        tally.votes.insert(message.validator, vote);
+        *tally.power_by_value.entry(message.value).or_insert(0) += power;
+        tally.power += power;
+        round.note_sender(message.validator, power);
+        let after = self.thresholds(message.round, message.vote_type, current_round);
+        let crossed = after.into_iter().filter(|t| !before.contains(t)).collect();
+        VoteOutcome::Added(crossed)
+    }
+
+    /// The thresholds that hold for `vote_type` in `round`, and the skip-round one.
+    fn thresholds(&self, round: Round, vote_type: VoteType, current: Round) -> Vec<Threshold> {
+        let mut out = Vec::new();
+        if self.has_quorum_any(round, vote_type) {
+            out.push(match vote_type {
+                VoteType::Prevote => Threshold::PolkaAny(round),
+                VoteType::Precommit => Threshold::PrecommitAny(round),
+            });
+        }
+        if vote_type == VoteType::Prevote && self.has_quorum_for(round, vote_type, None) {
+            out.push(Threshold::PolkaNil(round));
+        }
+        if let Some(value) = self.quorum_value(round, vote_type) {
+            out.push(match vote_type {
+                VoteType::Prevote => Threshold::PolkaValue(round, value),
+                VoteType::Precommit => Threshold::PrecommitValue(round, value),
+            });
+        }
+        if round > current
+            && self
+                .rounds
+                .get(&round)
+                .is_some_and(|votes| self.validators.is_one_third(votes.senders_power))
+        {
+            out.push(Threshold::SkipRound(round));
+        }
+        out
+    }
+
+    /// Records that `validator` sent a proposal in `round`, for the skip-round rule.
+    pub fn note_proposal(&mut self, round: Round, validator: ValidatorId, current_round: Round) {
+        if round.0 > current_round.0.saturating_add(FUTURE_ROUNDS_MAX) {
+            return;
+        }
+        if let Some(power) = self.validators.power(&validator) {
+            self.rounds
+                .entry(round)
+                .or_default()
+                .note_sender(validator, power);
+        }
+    }
+
+    fn power(&self, round: Round, vote_type: VoteType, value: Option<Option<ValueId>>) -> u64 {
+        let Some(votes) = self.rounds.get(&round) else {
+            return 0;
+        };
+        let tally = votes.tally(vote_type);
+        match value {
+            None => tally.power,
+            Some(value) => tally.power_by_value.get(&value).copied().unwrap_or(0),
+        }
+    }
+
+    /// 2f+1 votes of `vote_type` in `round`, for anything (the paper's `∗`).
+    pub fn has_quorum_any(&self, round: Round, vote_type: VoteType) -> bool {
+        self.validators
+            .is_quorum(self.power(round, vote_type, None))
+    }
+
+    /// 2f+1 votes of `vote_type` in `round` for `value` (`None`: nil).
+    pub fn has_quorum_for(
+        &self,
+        round: Round,
+        vote_type: VoteType,
+        value: Option<ValueId>,
+    ) -> bool {
+        self.validators
+            .is_quorum(self.power(round, vote_type, Some(value)))
+    }
+
+    /// The value with 2f+1 votes of `vote_type` in `round`, if any (at most one can have them
+    /// while faulty power is below 1/3; the lowest id wins otherwise, deterministically).
+    pub fn quorum_value(&self, round: Round, vote_type: VoteType) -> Option<ValueId> {
+        let votes = self.rounds.get(&round)?;
+        votes
+            .tally(vote_type)
+            .power_by_value
+            .iter()
+            .find(|(value, power)| value.is_some() && self.validators.is_quorum(**power))
+            .and_then(|(value, _)| *value)
+    }
+
+    /// The rounds above `round` where validators holding more than 1/3 of the power sent
+    /// something: the smallest one is where the skip-round rule (L55) jumps.
+    pub fn skip_round_above(&self, round: Round) -> Option<Round> {
+        self.rounds
+            .range(round.next()..)
+            .find(|(_, votes)| self.validators.is_one_third(votes.senders_power))
+            .map(|(round, _)| *round)
+    }
+
+    /// The signed votes for `value` of `vote_type` in `round`, sorted by validator.
+    pub fn votes_for(&self, round: Round, vote_type: VoteType, value: ValueId) -> Vec<SignedVote> {
+        self.rounds
+            .get(&round)
+            .map(|votes| {
+                votes
+                    .tally(vote_type)
+                    .votes
+                    .values()
+                    .filter(|vote| vote.message.value == Some(value))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl RoundVotes {
+    fn note_sender(&mut self, validator: ValidatorId, power: VotingPower) {
+        if self.senders.insert(validator) {
+            self.senders_power += power;
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The vote keeper: weighted tallies, thresholds that fire once, duplicates, equivocation.
+
+use weft_consensus::keeper::{FUTURE_ROUNDS_MAX, IgnoreReason};
+use weft_consensus::{
+    Evidence, Height, Round, Threshold, Validator, ValidatorSet, VoteKeeper, VoteOutcome, VoteType,
+};
+
+use crate::support::*;
+
+fn keeper() -> VoteKeeper {
+    VoteKeeper::new(H, four())
+}
+
+fn added(outcome: VoteOutcome) -> Vec<Threshold> {
+    match outcome {
+        VoteOutcome::Added(thresholds) => thresholds,
+        other => panic!("expected Added, got {other:?}"),
+    }
+}
+
+#[test]
+fn thresholds_fire_once_each_as_power_crosses_two_thirds() {
+    let mut keeper = keeper();
+    let r = Round(0);
+    let v = Some(value(1));
+    assert_eq!(
+        added(keeper.add_vote(vote(VoteType::Prevote, 0, v, 1), r)),
+        vec![]
+    );
+    assert_eq!(
+        added(keeper.add_vote(vote(VoteType::Prevote, 0, v, 2), r)),
+        vec![]
+    );
+    assert_eq!(
+        added(keeper.add_vote(vote(VoteType::Prevote, 0, v, 3), r)),
+        vec![Threshold::PolkaAny(r), Threshold::PolkaValue(r, value(1))]
+    );
+    assert_eq!(
+        added(keeper.add_vote(vote(VoteType::Prevote, 0, v, 4), r)),
+        vec![]
+    );
+    assert_eq!(keeper.quorum_value(r, VoteType::Prevote), Some(value(1)));
+}
+
+#[test]
+fn nil_and_precommit_thresholds() {
+    let mut keeper = keeper();
+    let r = Round(0);
+    for from in [1, 2] {
+        keeper.add_vote(vote(VoteType::Prevote, 0, None, from), r);
+    }
+    assert_eq!(
+        added(keeper.add_vote(vote(VoteType::Prevote, 0, None, 3), r)),
+        vec![Threshold::PolkaAny(r), Threshold::PolkaNil(r)]
+    );
+    keeper.add_vote(vote(VoteType::Precommit, 0, Some(value(2)), 1), r);
+    keeper.add_vote(vote(VoteType::Precommit, 0, None, 2), r);
+    assert_eq!(
+        added(keeper.add_vote(vote(VoteType::Precommit, 0, Some(value(2)), 3), r)),
+        vec![Threshold::PrecommitAny(r)]
+    );
+    assert_eq!(
+        added(keeper.add_vote(vote(VoteType::Precommit, 0, Some(value(2)), 4), r)),
+        vec![Threshold::PrecommitValue(r, value(2))]
+    );
+}
+
+#[test]
+fn power_not_heads_is_what_counts() {
+    let set = ValidatorSet::new([
+        Validator {
+            id: id(1),
+            power: 5,
+        },
+        Validator {
+            id: id(2),
+            power: 1,
+        },
+        Validator {
+            id: id(3),
+            power: 1,
+        },
+    ])
+    .unwrap();
+    let mut keeper = VoteKeeper::new(H, set);
+    let r = Round(0);
+    // 2 of 3 heads but 2 of 7 power: nothing.
+    keeper.add_vote(vote(VoteType::Prevote, 0, None, 2), r);
+    keeper.add_vote(vote(VoteType::Prevote, 0, None, 3), r);
+    assert!(!keeper.has_quorum_any(r, VoteType::Prevote));
+    // 5 + 1 of 7 > 2/3.
+    let crossed = added(keeper.add_vote(vote(VoteType::Prevote, 0, None, 1), r));
+    assert!(crossed.contains(&Threshold::PolkaNil(r)));
+}
+
+#[test]
+fn skip_round_needs_more_than_a_third_of_the_power_in_one_later_round() {
+    let mut keeper = keeper();
+    let current = Round(0);
+    assert_eq!(
+        added(keeper.add_vote(vote(VoteType::Prevote, 2, None, 1), current)),
+        vec![]
+    );
+    // A different later round does not add up with round 2.
+    keeper.add_vote(vote(VoteType::Prevote, 3, None, 2), current);
+    assert_eq!(keeper.skip_round_above(current), None);
+    let crossed = added(keeper.add_vote(vote(VoteType::Precommit, 2, None, 3), current));
+    assert_eq!(crossed, vec![Threshold::SkipRound(Round(2))]);
+    assert_eq!(keeper.skip_round_above(current), Some(Round(2)));
+    assert_eq!(keeper.skip_round_above(Round(2)), None);
+}
+
+#[test]
+fn duplicates_are_ignored_and_conflicts_become_evidence_not_votes() {
+    let mut keeper = keeper();
+    let r = Round(0);
+    let first = vote(VoteType::Prevote, 0, Some(value(1)), 1);
+    added(keeper.add_vote(first, r));
+    assert_eq!(keeper.add_vote(first, r), VoteOutcome::Duplicate);
+    let second = vote(VoteType::Prevote, 0, Some(value(2)), 1);
+    assert_eq!(
+        keeper.add_vote(second, r),
+        VoteOutcome::Equivocation(Box::new(Evidence::DuplicateVote { first, second }))
+    );
+    // The conflicting vote was not counted: value(2) needs three others.
+    keeper.add_vote(vote(VoteType::Prevote, 0, Some(value(2)), 2), r);
+    keeper.add_vote(vote(VoteType::Prevote, 0, Some(value(2)), 3), r);
+    assert!(!keeper.has_quorum_for(r, VoteType::Prevote, Some(value(2))));
+    // A precommit is a different type: no conflict with the prevote.
+    added(keeper.add_vote(vote(VoteType::Precommit, 0, Some(value(2)), 1), r));
+}
+
+#[test]
+fn outsiders_other_heights_and_far_rounds_are_ignored() {
+    let mut keeper = keeper();
+    let r = Round(0);
+    assert_eq!(
+        keeper.add_vote(vote(VoteType::Prevote, 0, None, 9), r),
+        VoteOutcome::Ignored(IgnoreReason::UnknownValidator)
+    );
+    let mut other_height = vote(VoteType::Prevote, 0, None, 1);
+    other_height.message.height = Height(2);
+    assert_eq!(
+        keeper.add_vote(other_height, r),
+        VoteOutcome::Ignored(IgnoreReason::WrongHeight)
+    );
+    assert_eq!(
+        keeper.add_vote(vote(VoteType::Prevote, FUTURE_ROUNDS_MAX + 1, None, 1), r),
+        VoteOutcome::Ignored(IgnoreReason::RoundTooFarAhead)
+    );
+    assert!(matches!(
+        keeper.add_vote(vote(VoteType::Prevote, FUTURE_ROUNDS_MAX, None, 1), r),
+        VoteOutcome::Added(_)
+    ));
+}

@@ -1,0 +1,12 @@
+//! weft-consensus's integration tests: one binary, one module per feature.
+//!
+//! - `rules`: one test per upon-rule of Algorithm 1.
+//! - `keeper`: tallies, thresholds, duplicates and equivocation.
+//! - `machine`: future-height buffering, evidence, WAL replay and the signing guard.
+//! - `purity`: the crate's sources use no clock, IO, threads or unseeded randomness.
+
+mod keeper;
+mod machine;
+mod purity;
+mod rules;
+mod support;
