@@ -8,7 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::types::{
-    Evidence, Height, Round, SignedVote, ValidatorId, ValueId, VoteType, VotingPower,
+    Evidence, Height, PolkaCertificate, Round, SignedVote, ValidatorId, ValueId, VoteType,
+    VotingPower,
 };
 use crate::validators::ValidatorSet;
 
@@ -231,6 +232,17 @@ impl VoteKeeper {
             .range(round.next()..)
             .find(|(_, votes)| self.validators.is_one_third(votes.senders_power))
             .map(|(round, _)| *round)
+    }
+
+    /// The polka for `value` in `round`, if more than 2/3 of the power prevoted it.
+    pub fn polka_certificate(&self, round: Round, value: ValueId) -> Option<PolkaCertificate> {
+        self.has_quorum_for(round, VoteType::Prevote, Some(value))
+            .then(|| PolkaCertificate {
+                height: self.height,
+                round,
+                value,
+                prevotes: self.votes_for(round, VoteType::Prevote, value),
+            })
     }
 
     /// The signed votes for `value` of `vote_type` in `round`, sorted by validator.
