@@ -153,3 +153,75 @@ fn outsiders_other_heights_and_far_rounds_are_ignored() {
         VoteOutcome::Added(_)
     ));
 }
+
+mod model {
+    //! The keeper against a model: for any order of votes, with duplicates and conflicting
+    //! second votes, the tallies are those of each validator's first vote, by power.
+
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use weft_consensus::{Round, Validator, ValidatorSet, VoteKeeper, VoteOutcome, VoteType};
+
+    use crate::support::{H, id, value, vote};
+
+    fn set(powers: &[u64]) -> ValidatorSet {
+        ValidatorSet::new(powers.iter().enumerate().map(|(i, &power)| Validator {
+            id: id(i as u8 + 1),
+            power,
+        }))
+        .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn tallies_count_each_validators_first_vote_by_power(
+            powers in prop::collection::vec(1u64..10, 1..7),
+            votes in prop::collection::vec((0usize..7, 0u32..3, any::<bool>(), 0u8..3), 0..60),
+        ) {
+            let set = set(&powers);
+            let mut keeper = VoteKeeper::new(H, set.clone());
+            let mut first: BTreeMap<(usize, u32, bool), Option<u8>> = BTreeMap::new();
+            for (validator, round, precommit, choice) in votes {
+                let validator = validator % powers.len();
+                let vote_type = if precommit { VoteType::Precommit } else { VoteType::Prevote };
+                let chosen = (choice > 0).then_some(choice);
+                let signed = vote(vote_type, round, chosen.map(value), validator as u8 + 1);
+                let outcome = keeper.add_vote(signed, Round(0));
+                match first.get(&(validator, round, precommit)) {
+                    None => {
+                        prop_assert!(matches!(outcome, VoteOutcome::Added(_)));
+                        first.insert((validator, round, precommit), chosen);
+                    }
+                    Some(earlier) if *earlier == chosen => {
+                        prop_assert_eq!(outcome, VoteOutcome::Duplicate);
+                    }
+                    Some(_) => prop_assert!(matches!(outcome, VoteOutcome::Equivocation(_))),
+                }
+            }
+            for round in 0..3u32 {
+                for precommit in [false, true] {
+                    let vote_type = if precommit { VoteType::Precommit } else { VoteType::Prevote };
+                    let mut any = 0;
+                    let mut by_value: BTreeMap<Option<u8>, u64> = BTreeMap::new();
+                    for ((validator, r, p), chosen) in &first {
+                        if *r == round && *p == precommit {
+                            any += powers[*validator];
+                            *by_value.entry(*chosen).or_insert(0) += powers[*validator];
+                        }
+                    }
+                    prop_assert_eq!(keeper.has_quorum_any(Round(round), vote_type), set.is_quorum(any));
+                    for choice in [None, Some(1), Some(2)] {
+                        let power = by_value.get(&choice).copied().unwrap_or(0);
+                        prop_assert_eq!(
+                            keeper.has_quorum_for(Round(round), vote_type, choice.map(value)),
+                            set.is_quorum(power)
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
