@@ -293,7 +293,14 @@ impl Machine {
         effects: &mut Vec<Effect>,
     ) {
         let current = height == self.height && round == self.round && self.step == Step::Propose;
-        if current && self.me == Some(self.proposer(round)) && self.valid.is_none() {
+        // A second answer for the same round (a retry, a slow app) must not become a second
+        // proposal.
+        let already_proposed = self.signed_proposals.contains_key(&round);
+        if current
+            && !already_proposed
+            && self.me == Some(self.proposer(round))
+            && self.valid.is_none()
+        {
             self.sign_proposal(value, None, effects);
         }
     }

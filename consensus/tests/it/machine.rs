@@ -193,3 +193,161 @@ fn a_conflicting_vote_is_never_signed() {
     }));
     assert!(signed_votes(&effects).is_empty());
 }
+
+mod arbitrary_inputs {
+    //! Whatever a byzantine network sends, in whatever order, the machine never asks to sign
+    //! two different votes for one (round, type), never proposes twice differently, always
+    //! persists before signing, and never decides an invalid or unproposed value.
+
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use weft_consensus::{Effect, Input, Round, Timeout, TimeoutKind, Validity, VoteType};
+
+    use crate::support::*;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Proposal {
+            round: u32,
+            value: u8,
+            pol: Option<u32>,
+            valid: bool,
+        },
+        Vote {
+            precommit: bool,
+            round: u32,
+            value: Option<u8>,
+            from: u8,
+        },
+        Timeout {
+            kind: u8,
+            round: u32,
+        },
+        Value {
+            round: u32,
+            value: u8,
+        },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0u32..4, 1u8..4, prop::option::of(0u32..4), any::<bool>()).prop_map(
+                |(round, value, pol, valid)| Step::Proposal {
+                    round,
+                    value,
+                    pol,
+                    valid
+                }
+            ),
+            (any::<bool>(), 0u32..4, prop::option::of(1u8..4), 1u8..5).prop_map(
+                |(precommit, round, value, from)| Step::Vote {
+                    precommit,
+                    round,
+                    value,
+                    from
+                }
+            ),
+            (0u8..3, 0u32..4).prop_map(|(kind, round)| Step::Timeout { kind, round }),
+            (0u32..4, 1u8..4).prop_map(|(round, value)| Step::Value { round, value }),
+        ]
+    }
+
+    fn input(step: &Step) -> Input {
+        match *step {
+            Step::Proposal {
+                round,
+                value: v,
+                pol,
+                valid,
+            } => Input::Proposal {
+                proposal: proposal(round, value(v), pol),
+                validity: if valid {
+                    Validity::Valid
+                } else {
+                    Validity::Invalid
+                },
+            },
+            Step::Vote {
+                precommit,
+                round,
+                value: v,
+                from,
+            } => {
+                let vote_type = if precommit {
+                    VoteType::Precommit
+                } else {
+                    VoteType::Prevote
+                };
+                Input::Vote(vote(vote_type, round, v.map(value), from))
+            }
+            Step::Timeout { kind, round } => Input::TimeoutElapsed(Timeout {
+                kind: [
+                    TimeoutKind::Propose,
+                    TimeoutKind::Prevote,
+                    TimeoutKind::Precommit,
+                ][kind as usize],
+                height: H,
+                round: Round(round),
+            }),
+            Step::Value { round, value: v } => Input::ProposeValue {
+                height: H,
+                round: Round(round),
+                value: value(v),
+            },
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_machine_never_double_signs_or_decides_junk(
+            me in 1u8..5,
+            steps in prop::collection::vec(step(), 0..80),
+        ) {
+            let (mut machine, mut effects) = started(me);
+            let mut valid_proposals = Vec::new();
+            for step in &steps {
+                if let Step::Proposal { round, value: v, valid: true, .. } = step {
+                    valid_proposals.push((*round, value(*v)));
+                }
+                let mut produced = machine.handle(input(step));
+                // Own votes come back, as the node would hand them.
+                let own: Vec<_> = signed_votes(&produced)
+                    .into_iter()
+                    .map(|v| Input::Vote(weft_consensus::Signed { message: v, signature: weft_consensus::Signature([me; 64]) }))
+                    .collect();
+                for own in own {
+                    produced.extend(machine.handle(own));
+                }
+                effects.extend(produced);
+            }
+            assert_persist_before_sign(&effects);
+            let mut votes: BTreeMap<(u32, VoteType), Option<weft_consensus::ValueId>> = BTreeMap::new();
+            for vote in signed_votes(&effects) {
+                prop_assert_eq!(vote.validator, id(me));
+                let earlier = votes.insert((vote.round.0, vote.vote_type), vote.value);
+                prop_assert!(earlier.is_none() || earlier == Some(vote.value), "double sign {:?}", vote);
+            }
+            let mut proposed = BTreeMap::new();
+            for effect in &effects {
+                match effect {
+                    Effect::SignProposal(p) => {
+                        let earlier = proposed.insert(p.round, p.value);
+                        prop_assert!(earlier.is_none() || earlier == Some(p.value));
+                    }
+                    Effect::Decide { value: decided, certificate } => {
+                        prop_assert!(
+                            valid_proposals.contains(&(certificate.round.0, *decided))
+                                || certificate.precommits.is_empty(),
+                            "decided {:?} in round {:?}", decided, certificate.round
+                        );
+                        prop_assert!(four().is_quorum(certificate.precommits.len() as u64));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
