@@ -1,9 +1,17 @@
 //! The vote keeper: per-round tallies by voting power, the thresholds of Algorithm 1, and
 //! equivocation evidence.
 //!
-//! It keeps the first vote of each (validator, round, type), ignores exact duplicates, and turns
-//! a conflicting second vote into evidence without counting it. The state machine queries the
-//! thresholds after every input; each query is a lookup in running sums.
+//! It keeps the first vote of each (validator, round, type) and ignores exact duplicates. A
+//! conflicting vote is evidence. It is never counted twice towards "anything" (the 2f+1 of
+//! `∗` and the skip-round rule count each validator once), but it does count towards its own
+//! value, up to [`EQUIVOCATION_VALUES_MAX`] values per validator: the paper counts every
+//! message received, and if it did not, an equivocator could show one honest node a vote for X
+//! and another a vote for Y, so that neither ever sees the other's polka and the height stalls
+//! (the simulator found exactly that). It is safe while faulty power is at most f: two values
+//! with 2f+1 each would need more than f validators voting for both.
+//!
+//! The state machine queries the thresholds after every input; each query is a lookup in
+//! running sums.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,6 +24,9 @@ use crate::validators::ValidatorSet;
 /// Votes further ahead of the current round than this are dropped: a peer cannot make the
 /// keeper hold an unbounded number of rounds.
 pub const FUTURE_ROUNDS_MAX: u32 = 64;
+/// Most distinct values one validator's votes count for in one (round, type). Past it, an
+/// equivocator's further votes are evidence only.
+pub const EQUIVOCATION_VALUES_MAX: usize = 8;
 
 /// A threshold of Algorithm 1 that a vote made true for the first time.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -41,8 +52,10 @@ pub enum VoteOutcome {
     Added(Vec<Threshold>),
     /// The same vote again.
     Duplicate,
-    /// A different vote of the same type and round from the same validator: not counted.
-    Equivocation(Box<Evidence>),
+    /// A different vote of the same type and round from the same validator: evidence. It
+    /// counts towards its own value (within [`EQUIVOCATION_VALUES_MAX`]), and these thresholds
+    /// became true with it.
+    Equivocation(Box<Evidence>, Vec<Threshold>),
     /// Wrong height, unknown validator, or a round too far ahead.
     Ignored(IgnoreReason),
 }
@@ -57,7 +70,10 @@ pub enum IgnoreReason {
 /// Votes of one type in one round.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 struct Tally {
+    /// Each validator's first vote: these count towards "anything".
     votes: BTreeMap<ValidatorId, SignedVote>,
+    /// Conflicting later votes, counted towards their own values only.
+    conflicting: BTreeMap<(ValidatorId, Option<ValueId>), SignedVote>,
     /// Power per value; `None` is nil.
     power_by_value: BTreeMap<Option<ValueId>, VotingPower>,
     power: VotingPower,
@@ -125,22 +141,48 @@ impl VoteKeeper {
         let before = self.thresholds(message.round, message.vote_type, current_round);
         let round = self.rounds.entry(message.round).or_default();
         let tally = round.tally_mut(message.vote_type);
-        if let Some(first) = tally.votes.get(&message.validator) {
-            if first.message == message {
-                return VoteOutcome::Duplicate;
-            }
-            return VoteOutcome::Equivocation(Box::new(Evidence::DuplicateVote {
-                first: *first,
-                second: vote,
-            }));
+        let Some(first) = tally.votes.get(&message.validator).copied() else {
+            tally.votes.insert(message.validator, vote);
+            *tally.power_by_value.entry(message.value).or_insert(0) += power;
+            tally.power += power;
+            round.note_sender(message.validator, power);
+            let crossed =
+                self.newly_crossed(&before, message.round, message.vote_type, current_round);
+            return VoteOutcome::Added(crossed);
+        };
+        let key = (message.validator, message.value);
+        if first.message == message || tally.conflicting.contains_key(&key) {
+            return VoteOutcome::Duplicate;
         }
-        tally.votes.insert(message.validator, vote);
+        let evidence = Box::new(Evidence::DuplicateVote {
+            first,
+            second: vote,
+        });
+        let counted = tally
+            .conflicting
+            .range((message.validator, None)..)
+            .take_while(|((validator, _), _)| *validator == message.validator)
+            .count();
+        if counted >= EQUIVOCATION_VALUES_MAX {
+            return VoteOutcome::Equivocation(evidence, Vec::new());
+        }
+        tally.conflicting.insert(key, vote);
         *tally.power_by_value.entry(message.value).or_insert(0) += power;
-        tally.power += power;
-        round.note_sender(message.validator, power);
-        let after = self.thresholds(message.round, message.vote_type, current_round);
-        let crossed = after.into_iter().filter(|t| !before.contains(t)).collect();
-        VoteOutcome::Added(crossed)
+        let crossed = self.newly_crossed(&before, message.round, message.vote_type, current_round);
+        VoteOutcome::Equivocation(evidence, crossed)
+    }
+
+    fn newly_crossed(
+        &self,
+        before: &[Threshold],
+        round: Round,
+        vote_type: VoteType,
+        current_round: Round,
+    ) -> Vec<Threshold> {
+        self.thresholds(round, vote_type, current_round)
+            .into_iter()
+            .filter(|threshold| !before.contains(threshold))
+            .collect()
     }
 
     /// The thresholds that hold for `vote_type` in `round`, and the skip-round one.
@@ -245,20 +287,22 @@ impl VoteKeeper {
             })
     }
 
-    /// The signed votes for `value` of `vote_type` in `round`, sorted by validator.
+    /// The signed votes for `value` of `vote_type` in `round` (an equivocator's conflicting
+    /// vote included when it is for `value`), sorted by validator.
     pub fn votes_for(&self, round: Round, vote_type: VoteType, value: ValueId) -> Vec<SignedVote> {
-        self.rounds
-            .get(&round)
-            .map(|votes| {
-                votes
-                    .tally(vote_type)
-                    .votes
-                    .values()
-                    .filter(|vote| vote.message.value == Some(value))
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default()
+        let Some(votes) = self.rounds.get(&round) else {
+            return Vec::new();
+        };
+        let tally = votes.tally(vote_type);
+        let mut found: Vec<SignedVote> = tally
+            .votes
+            .values()
+            .chain(tally.conflicting.values())
+            .filter(|vote| vote.message.value == Some(value))
+            .copied()
+            .collect();
+        found.sort_by_key(|vote| vote.message.validator);
+        found
     }
 }
 

@@ -6,13 +6,15 @@
 //! - [`machine`]: Algorithm 1 of "The latest gossip on BFT consensus" as
 //!   `handle(Input) -> Vec<Effect>`.
 //! - [`wal`]: WAL entries and replay.
+//! - [`sim`]: a deterministic multi-node simulator with network and byzantine faults.
 //!
 //! Architecture invariant: this crate never does IO, reads a clock, spawns tasks, or uses
-//! randomness it was not handed. It depends on
+//! randomness it was not handed (the simulator draws from the seed it is given). It depends on
 //! no tokio, libp2p or sled.
 
 pub mod keeper;
 pub mod machine;
+pub mod sim;
 pub mod types;
 pub mod validators;
 pub mod wal;

@@ -242,14 +242,24 @@ impl Machine {
         }
     }
 
+    /// Whether a message of `height` would be taken now: handled (this height) or held for its
+    /// height (within [`FUTURE_HEIGHTS_MAX`] and while the buffer has room). The node appends a
+    /// message to its WAL only if this is true, so that a replay, which runs at a later height
+    /// than some of the messages were received, sees exactly what the live machine kept.
+    pub fn keeps_height(&self, height: Height) -> bool {
+        height == self.height
+            || (height > self.height
+                && height.0 <= self.height.0 + FUTURE_HEIGHTS_MAX
+                && self.future.len() < FUTURE_MESSAGES_MAX)
+    }
+
     /// Holds a message for a later height, within bounds. Returns true if it was for a later
     /// height (held or dropped).
     fn hold_if_future(&mut self, height: Height, input: &Input) -> bool {
         if height <= self.height {
             return false;
         }
-        if height.0 <= self.height.0 + FUTURE_HEIGHTS_MAX && self.future.len() < FUTURE_MESSAGES_MAX
-        {
+        if self.keeps_height(height) {
             self.future.push(input.clone());
         }
         true
@@ -343,7 +353,7 @@ impl Machine {
         if height < self.height || self.hold_if_future(height, &Input::Vote(vote)) {
             return;
         }
-        if let VoteOutcome::Equivocation(evidence) = self.keeper.add_vote(vote, self.round) {
+        if let VoteOutcome::Equivocation(evidence, _) = self.keeper.add_vote(vote, self.round) {
             effects.push(Effect::Evidence(*evidence));
         }
     }

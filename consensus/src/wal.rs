@@ -1,9 +1,16 @@
 //! The write-ahead log's entries and its replay.
 //!
-//! The node appends every input to the WAL, durably, before handing it to the machine. Since
-//! the machine is a pure function of its inputs, replaying the current height's entries into a
-//! fresh machine rebuilds exactly the state it had: the same locks, the same round, and the same
-//! record of what it signed. So a restarted validator never signs a vote that conflicts with one
+//! The contract, which the simulator follows:
+//! - Before handing a proposal or vote to the machine, the node appends it to the WAL, durably,
+//!   if and only if `Machine::keeps_height` says the machine takes it (handles it now or holds
+//!   it for a later height). Timeouts, proposed values and commit certificates are appended
+//!   before they are handed over.
+//! - `StartHeight(h)` begins a new log: the StartHeight entry, then the kept entries of heights
+//!   ≥ h in their original order (the machine held those and will process them at h or later).
+//!
+//! Since the machine is a pure function of its inputs, replaying that log into a fresh machine
+//! rebuilds exactly the state it had: the same locks, the same round, and the same record of
+//! what it signed. So a restarted validator never signs a vote that conflicts with one
 //! it signed before the crash: it re-derives the same vote, and its signing guard refuses any
 //! other. (Framing, length and checksum belong to the node, which owns the file.)
 

@@ -111,7 +111,7 @@ fn skip_round_needs_more_than_a_third_of_the_power_in_one_later_round() {
 }
 
 #[test]
-fn duplicates_are_ignored_and_conflicts_become_evidence_not_votes() {
+fn duplicates_are_ignored_and_conflicts_are_evidence_counted_only_for_their_value() {
     let mut keeper = keeper();
     let r = Round(0);
     let first = vote(VoteType::Prevote, 0, Some(value(1)), 1);
@@ -120,14 +120,50 @@ fn duplicates_are_ignored_and_conflicts_become_evidence_not_votes() {
     let second = vote(VoteType::Prevote, 0, Some(value(2)), 1);
     assert_eq!(
         keeper.add_vote(second, r),
-        VoteOutcome::Equivocation(Box::new(Evidence::DuplicateVote { first, second }))
+        VoteOutcome::Equivocation(Box::new(Evidence::DuplicateVote { first, second }), vec![])
     );
-    // The conflicting vote was not counted: value(2) needs three others.
+    // The same conflicting vote again is a duplicate, not new evidence.
+    assert_eq!(keeper.add_vote(second, r), VoteOutcome::Duplicate);
+    // Validator 1 counts once towards "anything": with validator 2, that is 2 of 4.
     keeper.add_vote(vote(VoteType::Prevote, 0, Some(value(2)), 2), r);
-    keeper.add_vote(vote(VoteType::Prevote, 0, Some(value(2)), 3), r);
-    assert!(!keeper.has_quorum_for(r, VoteType::Prevote, Some(value(2))));
+    assert!(!keeper.has_quorum_any(r, VoteType::Prevote));
+    // But its vote for value(2) counts for value(2): with 2 and 3, a polka.
+    let crossed = added(keeper.add_vote(vote(VoteType::Prevote, 0, Some(value(2)), 3), r));
+    assert!(crossed.contains(&Threshold::PolkaValue(r, value(2))));
+    let signers: Vec<_> = keeper
+        .votes_for(r, VoteType::Prevote, value(2))
+        .iter()
+        .map(|v| v.message.validator)
+        .collect();
+    assert_eq!(signers, vec![id(1), id(2), id(3)]);
     // A precommit is a different type: no conflict with the prevote.
     added(keeper.add_vote(vote(VoteType::Precommit, 0, Some(value(2)), 1), r));
+}
+
+#[test]
+fn an_equivocator_counts_for_a_bounded_number_of_values() {
+    use weft_consensus::keeper::EQUIVOCATION_VALUES_MAX;
+    let mut keeper = keeper();
+    let r = Round(0);
+    added(keeper.add_vote(vote(VoteType::Prevote, 0, None, 1), r));
+    let mut counted = 0;
+    for tag in 1..=(EQUIVOCATION_VALUES_MAX as u8 + 5) {
+        match keeper.add_vote(vote(VoteType::Prevote, 0, Some(value(tag)), 1), r) {
+            VoteOutcome::Equivocation(_, _) => counted += 1,
+            other => panic!("expected evidence, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        counted,
+        EQUIVOCATION_VALUES_MAX + 5,
+        "every conflict is evidence"
+    );
+    let last = value(EQUIVOCATION_VALUES_MAX as u8 + 5);
+    assert!(
+        keeper.votes_for(r, VoteType::Prevote, last).is_empty(),
+        "past the cap: not counted"
+    );
+    assert_eq!(keeper.votes_for(r, VoteType::Prevote, value(1)).len(), 1);
 }
 
 #[test]
@@ -183,7 +219,11 @@ mod model {
         ) {
             let set = set(&powers);
             let mut keeper = VoteKeeper::new(H, set.clone());
+            // Each validator's first vote counts for "anything"; every distinct (validator,
+            // value) counts for its value (three values stay under the equivocation cap).
             let mut first: BTreeMap<(usize, u32, bool), Option<u8>> = BTreeMap::new();
+            let mut counted: std::collections::BTreeSet<(usize, u32, bool, Option<u8>)> =
+                std::collections::BTreeSet::new();
             for (validator, round, precommit, choice) in votes {
                 let validator = validator % powers.len();
                 let vote_type = if precommit { VoteType::Precommit } else { VoteType::Prevote };
@@ -194,11 +234,15 @@ mod model {
                     None => {
                         prop_assert!(matches!(outcome, VoteOutcome::Added(_)));
                         first.insert((validator, round, precommit), chosen);
+                        counted.insert((validator, round, precommit, chosen));
                     }
-                    Some(earlier) if *earlier == chosen => {
+                    Some(_) if counted.contains(&(validator, round, precommit, chosen)) => {
                         prop_assert_eq!(outcome, VoteOutcome::Duplicate);
                     }
-                    Some(_) => prop_assert!(matches!(outcome, VoteOutcome::Equivocation(_))),
+                    Some(_) => {
+                        prop_assert!(matches!(outcome, VoteOutcome::Equivocation(..)));
+                        counted.insert((validator, round, precommit, chosen));
+                    }
                 }
             }
             for round in 0..3u32 {
@@ -206,9 +250,13 @@ mod model {
                     let vote_type = if precommit { VoteType::Precommit } else { VoteType::Prevote };
                     let mut any = 0;
                     let mut by_value: BTreeMap<Option<u8>, u64> = BTreeMap::new();
-                    for ((validator, r, p), chosen) in &first {
+                    for (validator, r, p) in first.keys() {
                         if *r == round && *p == precommit {
                             any += powers[*validator];
+                        }
+                    }
+                    for (validator, r, p, chosen) in &counted {
+                        if *r == round && *p == precommit {
                             *by_value.entry(*chosen).or_insert(0) += powers[*validator];
                         }
                     }

@@ -4,9 +4,12 @@
 //! - `keeper`: tallies, thresholds, duplicates and equivocation.
 //! - `machine`: future-height buffering, evidence, WAL replay and the signing guard.
 //! - `purity`: the crate's sources use no clock, IO, threads or unseeded randomness.
+//! - `sim`: thousands of simulator seeds with network and byzantine faults, checked for
+//!   agreement, validity, no double-sign and liveness; the checker can fail; targeted faults.
 
 mod keeper;
 mod machine;
 mod purity;
 mod rules;
+mod sim;
 mod support;
