@@ -186,11 +186,7 @@ fn a_conflicting_vote_is_never_signed() {
     let effects = feed_proposal(&mut machine, proposal(0, value(1), None), Validity::Valid);
     assert_eq!(signed_votes(&effects).len(), 1);
     // A propose timeout for the same round after prevoting does nothing (step moved on).
-    let effects = machine.handle(Input::TimeoutElapsed(Timeout {
-        kind: TimeoutKind::Propose,
-        height: H,
-        round: Round(0),
-    }));
+    let effects = fire(&mut machine, TimeoutKind::Propose, 0);
     assert!(signed_votes(&effects).is_empty());
 }
 

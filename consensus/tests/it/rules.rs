@@ -71,11 +71,7 @@ fn start_round_l15_proposer_reproposes_its_valid_value_with_its_round() {
     );
     assert_eq!(machine.valid(), Some((value(1), Round(0))));
     feed_votes(&mut machine, VoteType::Precommit, 0, None, &[1, 3, 4]);
-    let effects = machine.handle(Input::TimeoutElapsed(Timeout {
-        kind: TimeoutKind::Precommit,
-        height: H,
-        round: Round(0),
-    }));
+    let effects = fire(&mut machine, TimeoutKind::Precommit, 0);
     assert_eq!(machine.round(), Round(1));
     assert_persist_before_sign(&effects);
     let proposed = effects.iter().find_map(|e| match e {
@@ -146,11 +142,7 @@ fn locked_on_value_1_in_round_0_then_round_1() -> weft_consensus::Machine {
     );
     assert_eq!(machine.locked(), Some((value(1), Round(0))));
     feed_votes(&mut machine, VoteType::Precommit, 0, None, &[1, 2, 3]);
-    machine.handle(Input::TimeoutElapsed(Timeout {
-        kind: TimeoutKind::Precommit,
-        height: H,
-        round: Round(0),
-    }));
+    fire(&mut machine, TimeoutKind::Precommit, 0);
     assert_eq!((machine.round(), machine.step()), (Round(1), Step::Propose));
     machine
 }
@@ -167,16 +159,8 @@ fn l28_a_proposal_justified_by_a_polka_gets_a_prevote() {
         &[1, 2, 3],
     );
     feed_votes(&mut machine, VoteType::Precommit, 0, None, &[1, 2, 3]);
-    machine.handle(Input::TimeoutElapsed(Timeout {
-        kind: TimeoutKind::Propose,
-        height: H,
-        round: Round(0),
-    }));
-    machine.handle(Input::TimeoutElapsed(Timeout {
-        kind: TimeoutKind::Precommit,
-        height: H,
-        round: Round(0),
-    }));
+    fire(&mut machine, TimeoutKind::Propose, 0);
+    fire(&mut machine, TimeoutKind::Precommit, 0);
     assert_eq!(machine.round(), Round(1));
     let effects = feed_proposal(
         &mut machine,
@@ -195,11 +179,7 @@ fn l28_a_lock_from_a_later_round_than_the_polka_forces_nil() {
     // value(2) citing the round-0 polka. My lock is later than the polka: prevote nil.
     let (mut machine, _) = started(ME);
     // Round 0: a polka for value(2) that I see only later; I prevote nil on timeout.
-    machine.handle(Input::TimeoutElapsed(Timeout {
-        kind: TimeoutKind::Propose,
-        height: H,
-        round: Round(0),
-    }));
+    fire(&mut machine, TimeoutKind::Propose, 0);
     feed_votes(
         &mut machine,
         VoteType::Prevote,
@@ -208,11 +188,7 @@ fn l28_a_lock_from_a_later_round_than_the_polka_forces_nil() {
         &[1, 2, 3],
     );
     feed_votes(&mut machine, VoteType::Precommit, 0, None, &[1, 2, 3]);
-    machine.handle(Input::TimeoutElapsed(Timeout {
-        kind: TimeoutKind::Precommit,
-        height: H,
-        round: Round(0),
-    }));
+    fire(&mut machine, TimeoutKind::Precommit, 0);
     // Round 1: lock on value(1).
     feed_proposal(&mut machine, proposal(1, value(1), None), Validity::Valid);
     feed_votes(
@@ -224,11 +200,7 @@ fn l28_a_lock_from_a_later_round_than_the_polka_forces_nil() {
     );
     assert_eq!(machine.locked(), Some((value(1), Round(1))));
     feed_votes(&mut machine, VoteType::Precommit, 1, None, &[1, 2, 3]);
-    machine.handle(Input::TimeoutElapsed(Timeout {
-        kind: TimeoutKind::Precommit,
-        height: H,
-        round: Round(1),
-    }));
+    fire(&mut machine, TimeoutKind::Precommit, 1);
     assert_eq!(machine.round(), Round(2));
     // Round 2: value(2) with its round-0 polka; my lock (round 1) is later: prevote nil.
     let effects = feed_proposal(
@@ -281,27 +253,15 @@ fn l36_after_precommitting_nil_a_late_polka_only_updates_the_valid_value() {
     let mut machine = prevoted();
     feed_votes(&mut machine, VoteType::Prevote, 0, None, &[1, 3]);
     feed_votes(&mut machine, VoteType::Prevote, 0, Some(value(1)), &[ME]);
-    machine.handle(Input::TimeoutElapsed(Timeout {
-        kind: TimeoutKind::Prevote,
-        height: H,
-        round: Round(0),
-    }));
+    fire(&mut machine, TimeoutKind::Prevote, 0);
     assert_eq!(machine.step(), Step::Precommit);
     // Validator 1 and 3 cannot change their votes; a polka for value(1) needs 3 of 4, so
     // rebuild with a fresh scenario where the polka completes after my nil precommit.
     let mut machine = prevoted();
     feed_votes(&mut machine, VoteType::Prevote, 0, Some(value(1)), &[ME, 1]);
-    machine.handle(Input::TimeoutElapsed(Timeout {
-        kind: TimeoutKind::Propose,
-        height: H,
-        round: Round(0),
-    }));
+    fire(&mut machine, TimeoutKind::Propose, 0);
     feed_votes(&mut machine, VoteType::Prevote, 0, None, &[2]);
-    machine.handle(Input::TimeoutElapsed(Timeout {
-        kind: TimeoutKind::Prevote,
-        height: H,
-        round: Round(0),
-    }));
+    fire(&mut machine, TimeoutKind::Prevote, 0);
     assert_eq!(machine.step(), Step::Precommit);
     let effects = feed_votes(&mut machine, VoteType::Prevote, 0, Some(value(1)), &[3]);
     assert!(signed_votes(&effects).is_empty(), "no second precommit");
@@ -389,33 +349,21 @@ fn l55_f_plus_one_messages_of_a_later_round_skip_to_it() {
 #[test]
 fn l57_the_propose_timeout_prevotes_nil() {
     let (mut machine, _) = started(ME);
-    let effects = machine.handle(Input::TimeoutElapsed(Timeout {
-        kind: TimeoutKind::Propose,
-        height: H,
-        round: Round(0),
-    }));
+    let effects = fire(&mut machine, TimeoutKind::Propose, 0);
     assert_eq!(
         signed_votes(&effects),
         vec![my_vote(ME, VoteType::Prevote, 0, None)]
     );
     assert_eq!(machine.step(), Step::Prevote);
     // A stale timeout (another round) does nothing.
-    let stale = machine.handle(Input::TimeoutElapsed(Timeout {
-        kind: TimeoutKind::Propose,
-        height: H,
-        round: Round(5),
-    }));
+    let stale = fire(&mut machine, TimeoutKind::Propose, 5);
     assert!(stale.is_empty());
 }
 
 #[test]
 fn l61_the_prevote_timeout_precommits_nil() {
     let mut machine = prevoted();
-    let effects = machine.handle(Input::TimeoutElapsed(Timeout {
-        kind: TimeoutKind::Prevote,
-        height: H,
-        round: Round(0),
-    }));
+    let effects = fire(&mut machine, TimeoutKind::Prevote, 0);
     assert_eq!(
         signed_votes(&effects),
         vec![my_vote(ME, VoteType::Precommit, 0, None)]
@@ -426,11 +374,7 @@ fn l61_the_prevote_timeout_precommits_nil() {
 #[test]
 fn l65_the_precommit_timeout_starts_the_next_round() {
     let mut machine = prevoted();
-    let effects = machine.handle(Input::TimeoutElapsed(Timeout {
-        kind: TimeoutKind::Precommit,
-        height: H,
-        round: Round(0),
-    }));
+    let effects = fire(&mut machine, TimeoutKind::Precommit, 0);
     assert_eq!((machine.round(), machine.step()), (Round(1), Step::Propose));
     assert_eq!(scheduled(&effects), vec![(TimeoutKind::Propose, 1)]);
     assert!(effects.contains(&Effect::ScheduleTimeout {

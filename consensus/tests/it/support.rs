@@ -106,6 +106,15 @@ pub fn signed_votes(effects: &[Effect]) -> Vec<Vote> {
         .collect()
 }
 
+/// Fires the `kind` timeout of `round` at height 1.
+pub fn fire(machine: &mut Machine, kind: TimeoutKind, round: u32) -> Vec<Effect> {
+    machine.handle(Input::TimeoutElapsed(weft_consensus::Timeout {
+        kind,
+        height: H,
+        round: Round(round),
+    }))
+}
+
 /// Checks that every signing effect is preceded by its durable record.
 pub fn assert_persist_before_sign(effects: &[Effect]) {
     for (index, effect) in effects.iter().enumerate() {
