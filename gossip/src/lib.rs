@@ -1,7 +1,12 @@
-//! Weft's gossip layer: the libp2p swarm, semantic gossip for consensus messages, tx gossip and
-//! block sync.
+//! Weft's gossip layer: the libp2p swarm, semantic gossip for consensus messages, tx gossip,
+//! block sync, and overlay generation for testnets.
 //!
-//! Empty until the gossip issue lands.
+//! So far only [`overlay`] exists; the transport and the protocols arrive with the rest of the
+//! gossip issue.
 //!
 //! Architecture invariant: gossip decides nothing about consensus beyond the filter and
 //! aggregation rules it is handed.
+
+pub mod overlay;
+
+pub use overlay::{Overlay, OverlayError, generate};
