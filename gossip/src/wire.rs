@@ -1,0 +1,380 @@
+//! The consensus wire format: the messages Weft's gossip protocol carries, and their frames.
+//!
+//! A frame is a 4-byte little-endian length and a payload of at most [`FRAME_BYTES_MAX`] bytes;
+//! the length is checked before a byte of the payload is read. A payload is one [`Message`] in
+//! the canonical codec of `weft_execution::codec`: fixed-width integers, minimal varints, no
+//! trailing bytes, and lists strictly ascending where order is free, so every message has one
+//! encoding.
+//!
+//! Signatures are carried, not checked: receivers batch-verify them before any semantic use.
+
+use thiserror::Error;
+use weft_consensus::{
+    CommitCertificate, Height, Proposal, Round, Signature, Signed, SignedProposal, SignedVote,
+    ValidatorId, ValueId, Vote, VoteType,
+};
+use weft_execution::codec::{
+    DecodeError, Reader, bounded_capacity, check_cap, put_u32, put_u64, put_varint,
+};
+
+/// Largest frame payload.
+pub const FRAME_BYTES_MAX: usize = 1 << 20;
+/// Most signers in one bundle or certificate: more than any validator set Weft runs.
+pub const SIGNERS_MAX: u32 = 10_000;
+
+/// Bytes of one (validator, signature) pair.
+const SIGNER_BYTES: usize = 32 + 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum WireError {
+    #[error("frame of {len} bytes is over the cap of {FRAME_BYTES_MAX}")]
+    FrameTooLarge { len: usize },
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// Votes of one (type, height, round, value) from several validators, sent as one message: the
+/// content once, then a (validator, signature) per voter, validators strictly ascending.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct VoteBundle {
+    pub vote_type: VoteType,
+    pub height: Height,
+    pub round: Round,
+    pub value: Option<ValueId>,
+    pub signers: Vec<(ValidatorId, Signature)>,
+}
+
+impl VoteBundle {
+    /// Bundles votes that share (type, height, round, value). `None` if they do not, or if there
+    /// are none.
+    pub fn from_votes(votes: &[SignedVote]) -> Option<Self> {
+        let first = votes.first()?.message;
+        let same = |v: &SignedVote| {
+            let m = v.message;
+            (m.vote_type, m.height, m.round, m.value)
+                == (first.vote_type, first.height, first.round, first.value)
+        };
+        if !votes.iter().all(same) {
+            return None;
+        }
+        let mut signers: Vec<_> = votes
+            .iter()
+            .map(|v| (v.message.validator, v.signature))
+            .collect();
+        signers.sort_by_key(|(validator, _)| *validator);
+        signers.dedup_by_key(|(validator, _)| *validator);
+        Some(VoteBundle {
+            vote_type: first.vote_type,
+            height: first.height,
+            round: first.round,
+            value: first.value,
+            signers,
+        })
+    }
+
+    /// The individual signed votes.
+    pub fn votes(&self) -> impl Iterator<Item = SignedVote> + '_ {
+        self.signers.iter().map(|(validator, signature)| Signed {
+            message: Vote {
+                vote_type: self.vote_type,
+                height: self.height,
+                round: self.round,
+                value: self.value,
+                validator: *validator,
+            },
+            signature: *signature,
+        })
+    }
+}
+
+/// Everything the consensus protocol sends.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Message {
+    /// The sender's consensus position, so peers can skip what it no longer needs.
+    Status {
+        height: Height,
+        round: Round,
+    },
+    Proposal(SignedProposal),
+    Vote(SignedVote),
+    Bundle(VoteBundle),
+    /// A decided height's certificate, sent once instead of the precommits it holds.
+    Commit(CommitCertificate),
+}
+
+impl Message {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        match self {
+            Message::Status { height, round } => {
+                out.push(0);
+                put_u64(&mut out, height.0);
+                put_u32(&mut out, round.0);
+            }
+            Message::Proposal(proposal) => {
+                out.push(1);
+                encode_proposal(&mut out, proposal);
+            }
+            Message::Vote(vote) => {
+                out.push(2);
+                encode_vote_head(
+                    &mut out,
+                    vote.message.vote_type,
+                    vote.message.height,
+                    vote.message.round,
+                    vote.message.value,
+                );
+                out.extend_from_slice(&vote.message.validator.0);
+                out.extend_from_slice(&vote.signature.0);
+            }
+            Message::Bundle(bundle) => {
+                out.push(3);
+                encode_vote_head(
+                    &mut out,
+                    bundle.vote_type,
+                    bundle.height,
+                    bundle.round,
+                    bundle.value,
+                );
+                encode_signers(&mut out, bundle.signers.iter().copied());
+            }
+            Message::Commit(certificate) => {
+                out.push(4);
+                put_u64(&mut out, certificate.height.0);
+                put_u32(&mut out, certificate.round.0);
+                out.extend_from_slice(&certificate.value.0);
+                let signers = certificate
+                    .precommits
+                    .iter()
+                    .map(|v| (v.message.validator, v.signature));
+                encode_signers(&mut out, signers);
+            }
+        }
+        out
+    }
+
+    /// Decodes one canonical payload.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        check_cap(bytes, FRAME_BYTES_MAX)?;
+        let mut reader = Reader::new(bytes);
+        let message = match reader.u8("message kind")? {
+            0 => Message::Status {
+                height: Height(reader.u64("height")?),
+                round: Round(reader.u32("round")?),
+            },
+            1 => Message::Proposal(decode_proposal(&mut reader)?),
+            2 => {
+                let (vote_type, height, round, value) = decode_vote_head(&mut reader)?;
+                let validator = ValidatorId(reader.array("validator")?);
+                let signature = Signature(reader.array("signature")?);
+                Message::Vote(Signed {
+                    message: Vote {
+                        vote_type,
+                        height,
+                        round,
+                        value,
+                        validator,
+                    },
+                    signature,
+                })
+            }
+            3 => {
+                let (vote_type, height, round, value) = decode_vote_head(&mut reader)?;
+                let signers = decode_signers(&mut reader)?;
+                Message::Bundle(VoteBundle {
+                    vote_type,
+                    height,
+                    round,
+                    value,
+                    signers,
+                })
+            }
+            4 => Message::Commit(decode_commit(&mut reader)?),
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "message kind",
+                    tag,
+                }
+                .into());
+            }
+        };
+        reader.finish()?;
+        Ok(message)
+    }
+
+    /// The message as a frame: length, then payload.
+    pub fn to_frame(&self) -> Vec<u8> {
+        let payload = self.encode();
+        let mut frame = Vec::with_capacity(payload.len() + 4);
+        put_u32(&mut frame, payload.len() as u32);
+        frame.extend_from_slice(&payload);
+        frame
+    }
+}
+
+/// The payload length a frame header announces, checked against the cap before anything is
+/// read or allocated.
+pub fn frame_len(header: [u8; 4]) -> Result<usize, WireError> {
+    let len = u32::from_le_bytes(header) as usize;
+    if len > FRAME_BYTES_MAX {
+        return Err(WireError::FrameTooLarge { len });
+    }
+    Ok(len)
+}
+
+fn encode_vote_head(
+    out: &mut Vec<u8>,
+    vote_type: VoteType,
+    height: Height,
+    round: Round,
+    value: Option<ValueId>,
+) {
+    out.push(match vote_type {
+        VoteType::Prevote => 0,
+        VoteType::Precommit => 1,
+    });
+    put_u64(out, height.0);
+    put_u32(out, round.0);
+    match value {
+        None => out.push(0),
+        Some(value) => {
+            out.push(1);
+            out.extend_from_slice(&value.0);
+        }
+    }
+}
+
+fn decode_vote_head(
+    reader: &mut Reader<'_>,
+) -> Result<(VoteType, Height, Round, Option<ValueId>), DecodeError> {
+    let vote_type = match reader.u8("vote type")? {
+        0 => VoteType::Prevote,
+        1 => VoteType::Precommit,
+        tag => {
+            return Err(DecodeError::UnknownTag {
+                what: "vote type",
+                tag,
+            });
+        }
+    };
+    let height = Height(reader.u64("height")?);
+    let round = Round(reader.u32("round")?);
+    let value = decode_option_value(reader)?;
+    Ok((vote_type, height, round, value))
+}
+
+fn decode_option_value(reader: &mut Reader<'_>) -> Result<Option<ValueId>, DecodeError> {
+    match reader.u8("value flag")? {
+        0 => Ok(None),
+        1 => Ok(Some(ValueId(reader.array("value")?))),
+        tag => Err(DecodeError::UnknownTag {
+            what: "value flag",
+            tag,
+        }),
+    }
+}
+
+fn encode_signers(
+    out: &mut Vec<u8>,
+    signers: impl ExactSizeIterator<Item = (ValidatorId, Signature)>,
+) {
+    put_varint(out, signers.len() as u32);
+    for (validator, signature) in signers {
+        out.extend_from_slice(&validator.0);
+        out.extend_from_slice(&signature.0);
+    }
+}
+
+/// At least one signer, validators strictly ascending.
+fn decode_signers(reader: &mut Reader<'_>) -> Result<Vec<(ValidatorId, Signature)>, DecodeError> {
+    let count = reader.varint_max("signer count", SIGNERS_MAX)?;
+    if count == 0 {
+        return Err(DecodeError::Invalid {
+            what: "signers",
+            reason: "empty",
+        });
+    }
+    let mut signers: Vec<(ValidatorId, Signature)> =
+        Vec::with_capacity(bounded_capacity(count, reader, SIGNER_BYTES));
+    for _ in 0..count {
+        let validator = ValidatorId(reader.array("signer")?);
+        let signature = Signature(reader.array("signature")?);
+        if signers.last().is_some_and(|(last, _)| *last >= validator) {
+            return Err(DecodeError::Invalid {
+                what: "signers",
+                reason: "not strictly ascending",
+            });
+        }
+        signers.push((validator, signature));
+    }
+    Ok(signers)
+}
+
+fn encode_proposal(out: &mut Vec<u8>, proposal: &SignedProposal) {
+    let p = proposal.message;
+    put_u64(out, p.height.0);
+    put_u32(out, p.round.0);
+    out.extend_from_slice(&p.value.0);
+    match p.pol_round {
+        None => out.push(0),
+        Some(round) => {
+            out.push(1);
+            put_u32(out, round.0);
+        }
+    }
+    out.extend_from_slice(&p.proposer.0);
+    out.extend_from_slice(&proposal.signature.0);
+}
+
+fn decode_proposal(reader: &mut Reader<'_>) -> Result<SignedProposal, DecodeError> {
+    let height = Height(reader.u64("height")?);
+    let round = Round(reader.u32("round")?);
+    let value = ValueId(reader.array("value")?);
+    let pol_round = match reader.u8("POL flag")? {
+        0 => None,
+        1 => Some(Round(reader.u32("POL round")?)),
+        tag => {
+            return Err(DecodeError::UnknownTag {
+                what: "POL flag",
+                tag,
+            });
+        }
+    };
+    let proposer = ValidatorId(reader.array("proposer")?);
+    let signature = Signature(reader.array("signature")?);
+    Ok(Signed {
+        message: Proposal {
+            height,
+            round,
+            value,
+            pol_round,
+            proposer,
+        },
+        signature,
+    })
+}
+
+fn decode_commit(reader: &mut Reader<'_>) -> Result<CommitCertificate, DecodeError> {
+    let height = Height(reader.u64("height")?);
+    let round = Round(reader.u32("round")?);
+    let value = ValueId(reader.array("value")?);
+    let precommits = decode_signers(reader)?
+        .into_iter()
+        .map(|(validator, signature)| Signed {
+            message: Vote {
+                vote_type: VoteType::Precommit,
+                height,
+                round,
+                value: Some(value),
+                validator,
+            },
+            signature,
+        })
+        .collect();
+    Ok(CommitCertificate {
+        height,
+        round,
+        value,
+        precommits,
+    })
+}
