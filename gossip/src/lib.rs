@@ -1,14 +1,18 @@
 //! Weft's gossip layer: the libp2p swarm, semantic gossip for consensus messages, tx gossip,
 //! block sync, and overlay generation for testnets.
 //!
-//! So far: [`overlay`] (testnet overlays) and [`wire`] (the consensus messages, bundles and
-//! frames). The transport and the protocols arrive with the rest of the gossip issue.
+//! So far: [`overlay`] (testnet overlays), [`wire`] (the consensus messages, bundles and
+//! frames) and [`semantic`] (the router: plain relaying, or semantic filtering and aggregation
+//! at dequeue time). The libp2p transport, tx gossip and block sync arrive with the rest of the
+//! gossip issue.
 //!
 //! Architecture invariant: gossip decides nothing about consensus beyond the filter and
 //! aggregation rules it is handed.
 
 pub mod overlay;
+pub mod semantic;
 pub mod wire;
 
 pub use overlay::{Overlay, OverlayError, generate};
+pub use semantic::{GossipMode, Router, RouterCounters};
 pub use wire::{FRAME_BYTES_MAX, Message, VoteBundle, WireError, frame_len};

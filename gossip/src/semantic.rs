@@ -1,0 +1,269 @@
+//! The gossip router: what a node relays to each peer, in `plain` or `semantic` mode. Pure
+//! logic, no IO: the transport calls it with verified messages and drains each peer's queue.
+//!
+//! - `plain` relays every message once to every peer but the one it came from, with duplicate
+//!   suppression only.
+//! - `semantic` applies DESIGN §6 at dequeue time, per peer:
+//!   - **filter**: do not send a vote this peer sent us or that we sent it; do not send votes for
+//!     heights the peer has passed (peers advertise their height and round); once we hold a
+//!     quorum for (type, height, round, value), send that quorum to the peer once, as one
+//!     bundle, instead of the votes one by one;
+//!   - **aggregate**: votes waiting for the same peer with the same (type, height, round,
+//!     value) go out as one bundle.
+//!
+//! Decisions are taken only on messages the caller has verified. An equivocation (same
+//! validator, type, height and round, another value) is never filtered as a duplicate: the key
+//! of a vote includes its value.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use weft_consensus::{Height, Round, SignedVote, ValidatorId, ValidatorSet, ValueId, VoteType};
+
+use crate::wire::{Message, VoteBundle};
+
+/// Messages waiting for one peer; past it the oldest are dropped (the peer is too slow).
+pub const PEER_QUEUE_MAX: usize = 8_192;
+/// Heights of state kept below the highest seen: older votes are forgotten.
+pub const HEIGHTS_KEPT: u64 = 2;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum GossipMode {
+    Plain,
+    Semantic,
+}
+
+/// A vote's semantic identity: same key, same vote.
+type VoteKey = (Height, Round, VoteType, ValidatorId, Option<ValueId>);
+/// What a quorum is about.
+type Topic = (Height, Round, VoteType, Option<ValueId>);
+
+fn key(vote: &SignedVote) -> VoteKey {
+    let m = vote.message;
+    (m.height, m.round, m.vote_type, m.validator, m.value)
+}
+
+fn topic(vote: &SignedVote) -> Topic {
+    let m = vote.message;
+    (m.height, m.round, m.vote_type, m.value)
+}
+
+/// Counters for metrics and the benchmark.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct RouterCounters {
+    pub duplicates_received: u64,
+    pub votes_filtered: u64,
+    pub bundles_sent: u64,
+    pub votes_in_bundles: u64,
+    pub queue_overflows: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Peer {
+    queue: VecDeque<Message>,
+    /// Votes this peer sent us, or that we sent it.
+    known: BTreeSet<VoteKey>,
+    /// Quorums already sent to this peer as one bundle.
+    quorums_sent: BTreeSet<Topic>,
+    position: (Height, Round),
+}
+
+/// One node's gossip router.
+#[derive(Clone, Debug)]
+pub struct Router {
+    mode: GossipMode,
+    validators: ValidatorSet,
+    peers: Vec<Peer>,
+    /// Votes handled (delivered and relayed), by topic.
+    votes: BTreeMap<Topic, BTreeMap<ValidatorId, SignedVote>>,
+    /// Non-vote messages already handled, by encoding.
+    others: BTreeSet<Vec<u8>>,
+    highest: Height,
+    pub counters: RouterCounters,
+}
+
+impl Router {
+    pub fn new(mode: GossipMode, validators: ValidatorSet, peers: usize) -> Self {
+        Router {
+            mode,
+            validators,
+            peers: vec![Peer::default(); peers],
+            votes: BTreeMap::new(),
+            others: BTreeSet::new(),
+            highest: Height(0),
+            counters: RouterCounters::default(),
+        }
+    }
+
+    /// A peer advertised its consensus position.
+    pub fn on_status(&mut self, peer: usize, height: Height, round: Round) {
+        self.peers[peer].position = self.peers[peer].position.max((height, round));
+    }
+
+    /// A message this node created: relay it to every peer.
+    pub fn publish(&mut self, message: Message) -> Vec<Message> {
+        self.handle(None, message)
+    }
+
+    /// A verified message from `peer`. Returns what is new for local consensus (bundles and
+    /// certificates come back as their votes); relays it to the other peers.
+    pub fn on_verified(&mut self, peer: usize, message: Message) -> Vec<Message> {
+        self.handle(Some(peer), message)
+    }
+
+    fn handle(&mut self, from: Option<usize>, message: Message) -> Vec<Message> {
+        let votes: Vec<SignedVote> = match &message {
+            Message::Vote(vote) => vec![*vote],
+            Message::Bundle(bundle) => bundle.votes().collect(),
+            Message::Commit(certificate) => certificate.precommits.clone(),
+            Message::Status { .. } | Message::Proposal(_) => {
+                return self.handle_other(from, message);
+            }
+        };
+        let mut fresh = Vec::new();
+        for vote in votes {
+            if let Some(peer) = from {
+                self.peers[peer].known.insert(key(&vote));
+            }
+            if self.handle_vote(vote) {
+                fresh.push(vote);
+            } else {
+                self.counters.duplicates_received += 1;
+            }
+        }
+        let relay = match self.mode {
+            // Plain relays what it got, as it got it, if any of it was new.
+            GossipMode::Plain if !fresh.is_empty() => vec![message],
+            GossipMode::Plain => Vec::new(),
+            // Semantic relays the new votes; dequeue decides how they travel.
+            GossipMode::Semantic => fresh.iter().map(|v| Message::Vote(*v)).collect(),
+        };
+        for message in relay {
+            self.enqueue_except(from, message);
+        }
+        fresh.into_iter().map(Message::Vote).collect()
+    }
+
+    fn handle_other(&mut self, from: Option<usize>, message: Message) -> Vec<Message> {
+        if let Message::Status { height, round } = message {
+            if let Some(peer) = from {
+                self.on_status(peer, height, round);
+            }
+            return Vec::new();
+        }
+        if !self.others.insert(message.encode()) {
+            self.counters.duplicates_received += 1;
+            return Vec::new();
+        }
+        self.enqueue_except(from, message.clone());
+        vec![message]
+    }
+
+    /// Records a vote; false if the same vote was handled before.
+    fn handle_vote(&mut self, vote: SignedVote) -> bool {
+        let height = vote.message.height;
+        if height.0 + HEIGHTS_KEPT < self.highest.0 {
+            return false;
+        }
+        if height > self.highest {
+            self.highest = height;
+            let floor = Height(height.0.saturating_sub(HEIGHTS_KEPT));
+            self.votes.retain(|topic, _| topic.0 >= floor);
+            for peer in &mut self.peers {
+                peer.known.retain(|key| key.0 >= floor);
+                peer.quorums_sent.retain(|topic| topic.0 >= floor);
+            }
+        }
+        let votes = self.votes.entry(topic(&vote)).or_default();
+        if votes.contains_key(&vote.message.validator) {
+            return false;
+        }
+        votes.insert(vote.message.validator, vote);
+        true
+    }
+
+    fn enqueue_except(&mut self, from: Option<usize>, message: Message) {
+        for (index, peer) in self.peers.iter_mut().enumerate() {
+            if Some(index) == from {
+                continue;
+            }
+            if peer.queue.len() >= PEER_QUEUE_MAX {
+                peer.queue.pop_front();
+                self.counters.queue_overflows += 1;
+            }
+            peer.queue.push_back(message.clone());
+        }
+    }
+
+    fn quorum(&self, topic: &Topic) -> Option<Vec<SignedVote>> {
+        let votes = self.votes.get(topic)?;
+        let power: u64 = votes
+            .keys()
+            .filter_map(|validator| self.validators.power(validator))
+            .sum();
+        self.validators
+            .is_quorum(power)
+            .then(|| votes.values().copied().collect())
+    }
+
+    /// What to send `peer` now: its queue, after the mode's rules.
+    pub fn drain(&mut self, peer: usize) -> Vec<Message> {
+        let queue = std::mem::take(&mut self.peers[peer].queue);
+        if self.mode == GossipMode::Plain {
+            return queue.into();
+        }
+        let mut out = Vec::new();
+        let mut groups: BTreeMap<Topic, Vec<SignedVote>> = BTreeMap::new();
+        for message in queue {
+            let Message::Vote(vote) = message else {
+                out.push(message);
+                continue;
+            };
+            let state = &self.peers[peer];
+            if state.known.contains(&key(&vote)) || vote.message.height < state.position.0 {
+                self.counters.votes_filtered += 1;
+                continue;
+            }
+            groups.entry(topic(&vote)).or_default().push(vote);
+        }
+        for (topic, votes) in groups {
+            let (votes, as_quorum) = match self.quorum(&topic) {
+                // One bundle of the quorum, once, replaces the votes one by one.
+                Some(_) if self.peers[peer].quorums_sent.contains(&topic) => {
+                    self.counters.votes_filtered += votes.len() as u64;
+                    continue;
+                }
+                Some(quorum) => {
+                    self.counters.votes_filtered += votes.len() as u64;
+                    (quorum, true)
+                }
+                None => (votes, false),
+            };
+            let state = &mut self.peers[peer];
+            if as_quorum {
+                state.quorums_sent.insert(topic);
+            }
+            let votes: Vec<SignedVote> = votes
+                .into_iter()
+                .filter(|vote| state.known.insert(key(vote)))
+                .collect();
+            if votes.is_empty() {
+                continue;
+            }
+            if votes.len() > 1 {
+                self.counters.bundles_sent += 1;
+                self.counters.votes_in_bundles += votes.len() as u64;
+            }
+            let bundle = VoteBundle::from_votes(&votes).expect("one topic, at least one vote");
+            out.push(if votes.len() == 1 {
+                Message::Vote(votes[0])
+            } else {
+                Message::Bundle(bundle)
+            });
+        }
+        out
+    }
+
+    pub fn queued(&self, peer: usize) -> usize {
+        self.peers[peer].queue.len()
+    }
+}
