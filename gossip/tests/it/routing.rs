@@ -10,6 +10,9 @@ use weft_consensus::{
 };
 use weft_gossip::{GossipMode, Message, Router, generate};
 
+/// The votes one node delivered to consensus, as (type, voter, value).
+type Delivered = BTreeSet<(VoteType, usize, Option<ValueId>)>;
+
 fn id(index: usize) -> ValidatorId {
     ValidatorId([index as u8 + 1; 32])
 }
@@ -43,7 +46,7 @@ fn run(
     degree: usize,
     seed: u64,
     votes_of: impl Fn(usize) -> Vec<SignedVote>,
-) -> (Vec<BTreeSet<(VoteType, usize, Option<ValueId>)>>, Vec<u64>) {
+) -> (Vec<Delivered>, Vec<u64>) {
     let overlay = generate(nodes, degree, 1, seed).unwrap();
     let neighbours: Vec<Vec<usize>> = (0..nodes)
         .map(|n| overlay.neighbours(n).iter().copied().collect())
@@ -147,7 +150,7 @@ fn semantic_mode_delivers_a_quorum_of_every_topic_with_fewer_messages() {
 #[test]
 fn without_a_quorum_semantic_mode_withholds_nothing() {
     let split = |node: usize| {
-        let value = if node % 2 == 0 {
+        let value = if node.is_multiple_of(2) {
             Some(ValueId([1; 32]))
         } else {
             None
