@@ -95,40 +95,47 @@ fn check_r(signature: &[u8; 64]) -> Result<(), SignatureError> {
 }
 
 fn decode_key(tx: &Transaction) -> Result<VerifyingKey, SignatureError> {
-    let key = VerifyingKey::from_bytes(&tx.sender.0).map_err(|_| SignatureError::MalformedKey)?;
+    decode_key_bytes(&tx.sender.0)
+}
+
+fn decode_key_bytes(bytes: &[u8; 32]) -> Result<VerifyingKey, SignatureError> {
+    let key = VerifyingKey::from_bytes(bytes).map_err(|_| SignatureError::MalformedKey)?;
     if key.is_weak() {
         return Err(SignatureError::WeakKey);
     }
     Ok(key)
 }
 
-fn verify_chunk(chunk: &[Transaction]) -> Vec<Result<(), SignatureError>> {
-    let mut verdicts: Vec<Result<(), SignatureError>> = Vec::with_capacity(chunk.len());
-    let mut keys = Vec::with_capacity(chunk.len());
-    let mut signatures = Vec::with_capacity(chunk.len());
-    let mut message_bytes = Vec::with_capacity(chunk.len() * 128);
-    let mut message_ends = Vec::with_capacity(chunk.len());
-    for tx in chunk {
-        match decode_key(tx).and_then(|key| check_r(&tx.signature).map(|()| key)) {
+/// One signature to check: the signer's public key, the signed bytes, the signature.
+#[derive(Clone, Copy, Debug)]
+pub struct Detached<'a> {
+    pub key: &'a [u8; 32],
+    pub message: &'a [u8],
+    pub signature: &'a [u8; 64],
+}
+
+/// Verifies `items` as one batch on the calling thread (bisecting on failure), with the same
+/// rules as transaction signatures: weak keys and non-canonical R are rejected first. For any
+/// signed message, such as consensus votes. One verdict per item, in order.
+pub fn verify_detached(items: &[Detached<'_>]) -> Vec<Result<(), SignatureError>> {
+    let mut verdicts: Vec<Result<(), SignatureError>> = Vec::with_capacity(items.len());
+    let mut keys = Vec::with_capacity(items.len());
+    let mut signatures = Vec::with_capacity(items.len());
+    let mut messages = Vec::with_capacity(items.len());
+    for item in items {
+        match decode_key_bytes(item.key).and_then(|key| check_r(item.signature).map(|()| key)) {
             Ok(key) => {
                 keys.push(key);
-                signatures.push(Signature::from_bytes(&tx.signature));
-                tx.write_sign_bytes(&mut message_bytes);
-                message_ends.push(message_bytes.len());
+                signatures.push(Signature::from_bytes(item.signature));
+                messages.push(item.message);
                 verdicts.push(Ok(()));
             }
             Err(error) => verdicts.push(Err(error)),
         }
     }
-    let mut messages = Vec::with_capacity(message_ends.len());
-    let mut start = 0;
-    for &end in &message_ends {
-        messages.push(&message_bytes[start..end]);
-        start = end;
-    }
     let mut bad = Vec::new();
     find_bad(&messages, &signatures, &keys, 0, &mut bad);
-    // `bad` indexes the candidates, i.e. the txs whose keys decoded, in order.
+    // `bad` indexes the candidates, i.e. the items whose keys decoded, in order.
     let mut bad = bad.into_iter().peekable();
     let candidates = verdicts.iter_mut().filter(|verdict| verdict.is_ok());
     for (candidate, verdict) in candidates.enumerate() {
@@ -137,6 +144,26 @@ fn verify_chunk(chunk: &[Transaction]) -> Vec<Result<(), SignatureError>> {
         }
     }
     verdicts
+}
+
+fn verify_chunk(chunk: &[Transaction]) -> Vec<Result<(), SignatureError>> {
+    let mut message_bytes = Vec::with_capacity(chunk.len() * 128);
+    let mut message_ends = Vec::with_capacity(chunk.len());
+    for tx in chunk {
+        tx.write_sign_bytes(&mut message_bytes);
+        message_ends.push(message_bytes.len());
+    }
+    let mut items = Vec::with_capacity(chunk.len());
+    let mut start = 0;
+    for (tx, &end) in chunk.iter().zip(&message_ends) {
+        items.push(Detached {
+            key: &tx.sender.0,
+            message: &message_bytes[start..end],
+            signature: &tx.signature,
+        });
+        start = end;
+    }
+    verify_detached(&items)
 }
 
 /// Pushes onto `bad`, ascending, the positions (offset by `base`) of the signatures that fail.

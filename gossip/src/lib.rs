@@ -2,15 +2,18 @@
 //! block sync, and overlay generation for testnets.
 //!
 //! So far: [`overlay`] (testnet overlays), [`wire`] (the consensus messages, bundles and
-//! frames) and [`semantic`] (the router: plain relaying, or semantic filtering and aggregation
-//! at dequeue time). The libp2p transport, tx gossip and block sync arrive with the rest of the
+//! frames), [`verify`] (batched signature checks of votes and proposals), [`score`]
+//! (misbehaviour penalties and bans) and [`semantic`] (the router: plain relaying, or semantic
+//! filtering and aggregation at dequeue time). The libp2p transport, tx gossip and block sync arrive with the rest of the
 //! gossip issue.
 //!
 //! Architecture invariant: gossip decides nothing about consensus beyond the filter and
 //! aggregation rules it is handed.
 
 pub mod overlay;
+pub mod score;
 pub mod semantic;
+pub mod verify;
 pub mod wire;
 
 pub use overlay::{Overlay, OverlayError, generate};
