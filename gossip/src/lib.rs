@@ -2,7 +2,8 @@
 //! block sync, and overlay generation for testnets.
 //!
 //! So far: [`overlay`] (testnet overlays), [`wire`] (the consensus messages, bundles and
-//! frames), [`verify`] (batched signature checks of votes and proposals), [`score`]
+//! frames), [`verify`] (batched signature checks of votes and proposals), [`metrics`]
+//! (Prometheus collectors), [`score`]
 //! (misbehaviour penalties and bans) and [`semantic`] (the router: plain relaying, or semantic
 //! filtering and aggregation at dequeue time). The libp2p transport, tx gossip and block sync arrive with the rest of the
 //! gossip issue.
@@ -10,6 +11,7 @@
 //! Architecture invariant: gossip decides nothing about consensus beyond the filter and
 //! aggregation rules it is handed.
 
+pub mod metrics;
 pub mod overlay;
 pub mod score;
 pub mod semantic;

@@ -1,11 +1,13 @@
 //! weft-gossip's integration tests: one binary, one module per feature.
 //!
+//! - `metrics`: the Prometheus collectors count by direction and kind and export.
 //! - `misbehaviour`: a bad signature in a bundle costs only itself and its sender; bans.
 //! - `routing`: the router over a sparse overlay: delivery in both modes, fewer messages in
 //!   semantic mode, nothing withheld without a quorum, equivocations relayed.
 //! - `wire`: every message round-trips byte for byte; hostile bytes and frames are refused
 //!   without panicking or allocating past the caps.
 
+mod metrics;
 mod misbehaviour;
 mod routing;
 mod wire;
