@@ -25,6 +25,11 @@ use crate::wire::{Message, VoteBundle};
 pub const PEER_QUEUE_MAX: usize = 8_192;
 /// Heights of state kept below the highest seen: older votes are forgotten.
 pub const HEIGHTS_KEPT: u64 = 2;
+/// Most votes handled per (height, validator): an honest one signs 2 per round, so this allows
+/// 256 rounds; a byzantine one cannot grow the router's state past it.
+pub const VOTES_PER_SIGNER_HEIGHT_MAX: u32 = 512;
+/// Most distinct proposals handled per height (an equivocating proposer signs any number).
+pub const PROPOSALS_PER_HEIGHT_MAX: usize = 256;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum GossipMode {
@@ -75,8 +80,10 @@ pub struct Router {
     peers: Vec<Peer>,
     /// Votes handled (delivered and relayed), by topic.
     votes: BTreeMap<Topic, BTreeMap<ValidatorId, SignedVote>>,
-    /// Non-vote messages already handled, by encoding.
-    others: BTreeSet<Vec<u8>>,
+    /// Votes handled per (height, validator), for the per-signer bound.
+    per_signer: BTreeMap<(Height, ValidatorId), u32>,
+    /// Proposals already handled, by height and encoding.
+    proposals: BTreeMap<Height, BTreeSet<Vec<u8>>>,
     highest: Height,
     pub counters: RouterCounters,
 }
@@ -88,7 +95,8 @@ impl Router {
             validators,
             peers: vec![Peer::default(); peers],
             votes: BTreeMap::new(),
-            others: BTreeSet::new(),
+            per_signer: BTreeMap::new(),
+            proposals: BTreeMap::new(),
             highest: Height(0),
             counters: RouterCounters::default(),
         }
@@ -121,10 +129,15 @@ impl Router {
         };
         let mut fresh = Vec::new();
         for vote in votes {
-            if let Some(peer) = from {
+            let new = self.handle_vote(vote);
+            // The peer has this vote; remember it only for votes the router keeps, so that a
+            // flooding signer cannot grow the peer's record either.
+            if let Some(peer) = from
+                && (new || self.is_handled(&vote))
+            {
                 self.peers[peer].known.insert(key(&vote));
             }
-            if self.handle_vote(vote) {
+            if new {
                 fresh.push(vote);
             } else {
                 self.counters.duplicates_received += 1;
@@ -144,13 +157,19 @@ impl Router {
     }
 
     fn handle_other(&mut self, from: Option<usize>, message: Message) -> Vec<Message> {
-        if let Message::Status { height, round } = message {
-            if let Some(peer) = from {
-                self.on_status(peer, height, round);
+        let Message::Proposal(proposal) = &message else {
+            if let (Message::Status { height, round }, Some(peer)) = (&message, from) {
+                self.on_status(peer, *height, *round);
             }
             return Vec::new();
+        };
+        let height = proposal.message.height;
+        if height.0 + HEIGHTS_KEPT < self.highest.0 {
+            return Vec::new();
         }
-        if !self.others.insert(message.encode()) {
+        self.raise_highest(height);
+        let seen = self.proposals.entry(height).or_default();
+        if seen.len() >= PROPOSALS_PER_HEIGHT_MAX || !seen.insert(message.encode()) {
             self.counters.duplicates_received += 1;
             return Vec::new();
         }
@@ -158,27 +177,53 @@ impl Router {
         vec![message]
     }
 
-    /// Records a vote; false if the same vote was handled before.
+    /// Moves the window of kept heights up to `height`, forgetting what falls below it.
+    fn raise_highest(&mut self, height: Height) {
+        if height <= self.highest {
+            return;
+        }
+        self.highest = height;
+        let floor = Height(height.0.saturating_sub(HEIGHTS_KEPT));
+        self.votes.retain(|topic, _| topic.0 >= floor);
+        self.per_signer.retain(|(h, _), _| *h >= floor);
+        self.proposals.retain(|h, _| *h >= floor);
+        for peer in &mut self.peers {
+            peer.known.retain(|key| key.0 >= floor);
+            peer.quorums_sent.retain(|topic| topic.0 >= floor);
+        }
+    }
+
+    /// Records a vote; false if the same vote was handled before, or if it is too old or its
+    /// signer is over its bound.
     fn handle_vote(&mut self, vote: SignedVote) -> bool {
         let height = vote.message.height;
         if height.0 + HEIGHTS_KEPT < self.highest.0 {
             return false;
         }
-        if height > self.highest {
-            self.highest = height;
-            let floor = Height(height.0.saturating_sub(HEIGHTS_KEPT));
-            self.votes.retain(|topic, _| topic.0 >= floor);
-            for peer in &mut self.peers {
-                peer.known.retain(|key| key.0 >= floor);
-                peer.quorums_sent.retain(|topic| topic.0 >= floor);
-            }
-        }
-        let votes = self.votes.entry(topic(&vote)).or_default();
-        if votes.contains_key(&vote.message.validator) {
+        self.raise_highest(height);
+        let topic = topic(&vote);
+        let validator = vote.message.validator;
+        if self
+            .votes
+            .get(&topic)
+            .is_some_and(|votes| votes.contains_key(&validator))
+        {
             return false;
         }
-        votes.insert(vote.message.validator, vote);
+        // Checked before any entry is made, so an over-bound signer adds nothing at all.
+        let signed = self.per_signer.entry((height, validator)).or_insert(0);
+        if *signed >= VOTES_PER_SIGNER_HEIGHT_MAX {
+            return false;
+        }
+        *signed += 1;
+        self.votes.entry(topic).or_default().insert(validator, vote);
         true
+    }
+
+    fn is_handled(&self, vote: &SignedVote) -> bool {
+        self.votes
+            .get(&topic(vote))
+            .is_some_and(|votes| votes.contains_key(&vote.message.validator))
     }
 
     fn enqueue_except(&mut self, from: Option<usize>, message: Message) {

@@ -181,3 +181,40 @@ fn equivocations_are_relayed_not_filtered() {
         assert!(got.contains(&(VoteType::Prevote, 0, Some(ValueId([5; 32])))));
     }
 }
+
+/// A byzantine validator signing vote after vote (new rounds, new values) cannot grow the
+/// router past its per-signer bound, and proposals are bounded per height.
+#[test]
+fn a_flooding_signer_is_bounded() {
+    use weft_gossip::semantic::{PROPOSALS_PER_HEIGHT_MAX, VOTES_PER_SIGNER_HEIGHT_MAX};
+    let mut router = Router::new(GossipMode::Semantic, validators(4), 1);
+    let mut accepted = 0;
+    for round in 0..(VOTES_PER_SIGNER_HEIGHT_MAX + 100) {
+        let mut flood = vote(VoteType::Prevote, 0, None);
+        flood.message.round = Round(round);
+        accepted += router.on_verified(0, Message::Vote(flood)).len();
+    }
+    assert_eq!(accepted, VOTES_PER_SIGNER_HEIGHT_MAX as usize);
+    // Another validator is unaffected.
+    assert_eq!(
+        router
+            .on_verified(0, Message::Vote(vote(VoteType::Prevote, 1, None)))
+            .len(),
+        1
+    );
+    let mut proposals = 0;
+    for tag in 0..(PROPOSALS_PER_HEIGHT_MAX + 10) {
+        let proposal = weft_consensus::Signed {
+            message: weft_consensus::Proposal {
+                height: Height(1),
+                round: Round(0),
+                value: ValueId([(tag % 251) as u8; 32]),
+                pol_round: Some(Round(tag as u32)),
+                proposer: id(0),
+            },
+            signature: Signature([0; 64]),
+        };
+        proposals += router.on_verified(0, Message::Proposal(proposal)).len();
+    }
+    assert_eq!(proposals, PROPOSALS_PER_HEIGHT_MAX);
+}
