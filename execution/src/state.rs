@@ -136,11 +136,6 @@ impl StateValue {
     }
 }
 
-/// The lattice element of one (key, value) pair.
-pub fn pair_hash(key: &StateKey, value: &StateValue) -> LtHash {
-    LtHash::of_pair(&key.encode(), &value.encode())
-}
-
 impl LtHash {
     /// Adds one state pair.
     pub fn add_state(&mut self, key: &StateKey, value: &StateValue) {

@@ -87,6 +87,24 @@ pub struct BlockOutcome {
     pub ran_parallel: bool,
 }
 
+impl BlockOutcome {
+    /// The outcome of a run; the state root is the change set's.
+    pub(crate) fn new(
+        results: Vec<TxResult>,
+        changes: ChangeSet,
+        stats: DagStats,
+        ran_parallel: bool,
+    ) -> Self {
+        BlockOutcome {
+            results,
+            state_root: changes.root(),
+            changes,
+            stats,
+            ran_parallel,
+        }
+    }
+}
+
 /// A block whose DAG has passed [`verify_block`]. Only these can be executed.
 #[derive(Clone, Copy, Debug)]
 pub struct VerifiedBlock<'a> {

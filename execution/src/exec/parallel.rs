@@ -165,13 +165,12 @@ impl Executor for ParallelExecutor {
             Ok::<_, BlockError>((results, changes))
         });
         let (results, changes) = changes?;
-        Ok(BlockOutcome {
+        Ok(BlockOutcome::new(
             results,
-            state_root: changes.root(),
             changes,
-            stats: block.stats(),
+            block.stats(),
             ran_parallel,
-        })
+        ))
     }
 }
 

@@ -94,13 +94,7 @@ pub fn propose<S: StateView + ?Sized>(
         &before,
         Hashing::Serial,
     );
-    let outcome = BlockOutcome {
-        results,
-        state_root: changes.root(),
-        changes,
-        stats: dag.stats(),
-        ran_parallel: false,
-    };
+    let outcome = BlockOutcome::new(results, changes, dag.stats(), false);
     Ok(Proposal {
         access,
         dag,

@@ -52,13 +52,7 @@ impl Executor for SerialExecutor {
             &before,
             Hashing::Serial,
         );
-        Ok(BlockOutcome {
-            results,
-            state_root: changes.root(),
-            changes,
-            stats: block.stats(),
-            ran_parallel: false,
-        })
+        Ok(BlockOutcome::new(results, changes, block.stats(), false))
     }
 }
 
