@@ -11,13 +11,19 @@
 //! Architecture invariant: gossip decides nothing about consensus beyond the filter and
 //! aggregation rules it is handed.
 
+pub mod cluster;
 pub mod metrics;
+pub mod net;
 pub mod overlay;
 pub mod score;
 pub mod semantic;
 pub mod verify;
 pub mod wire;
 
+pub use net::{
+    BlockSource, GossipConfig, GossipEvent, GossipHandle, Hooks, Limits, NetError, PeerInfo,
+    SyncBlock, SyncError, TxValidator, TxVerdict, spawn,
+};
 pub use overlay::{Overlay, OverlayError, generate};
 pub use semantic::{GossipMode, Router, RouterCounters};
 pub use wire::{FRAME_BYTES_MAX, Message, VoteBundle, WireError, frame_len};

@@ -14,6 +14,8 @@ pub enum Offence {
     BadSignature,
     UnknownValidator,
     OversizedFrame,
+    /// More inbound streams than the limit.
+    ExcessStreams,
 }
 
 impl Offence {
@@ -23,6 +25,7 @@ impl Offence {
             Offence::BadSignature => 25,
             Offence::UnknownValidator => 10,
             Offence::OversizedFrame => 50,
+            Offence::ExcessStreams => 10,
         }
     }
 }

@@ -70,6 +70,8 @@ struct Peer {
     /// Quorums already sent to this peer as one bundle.
     quorums_sent: BTreeSet<Topic>,
     position: (Height, Round),
+    /// The peer left; the slot waits for reuse.
+    vacant: bool,
 }
 
 /// One node's gossip router.
@@ -100,6 +102,65 @@ impl Router {
             highest: Height(0),
             counters: RouterCounters::default(),
         }
+    }
+
+    /// Adds a peer slot; returns its index. Slots of departed peers are reused.
+    pub fn add_peer(&mut self) -> usize {
+        if let Some(index) = self.peers.iter().position(|p| p.vacant) {
+            self.peers[index] = Peer::default();
+            return index;
+        }
+        self.peers.push(Peer::default());
+        self.peers.len() - 1
+    }
+
+    /// Forgets a departed peer: its queue and everything known about it. The slot is reused by
+    /// the next [`Router::add_peer`].
+    pub fn remove_peer(&mut self, peer: usize) {
+        self.peers[peer] = Peer {
+            vacant: true,
+            ..Peer::default()
+        };
+    }
+
+    /// Replaces the validator set (at a height where it changes).
+    pub fn set_validators(&mut self, validators: ValidatorSet) {
+        self.validators = validators;
+    }
+
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.validators
+    }
+
+    /// Queues this node's own (height, round) for every peer, replacing an older one still
+    /// queued.
+    pub fn advertise(&mut self, height: Height, round: Round) {
+        for peer in 0..self.peers.len() {
+            if !self.peers[peer].vacant {
+                self.advertise_one(peer, height, round);
+            }
+        }
+    }
+
+    /// Queues this node's (height, round) for one peer, replacing an older one still queued.
+    pub fn advertise_one(&mut self, peer: usize, height: Height, round: Round) {
+        let queue = &mut self.peers[peer].queue;
+        queue.retain(|m| !matches!(m, Message::Status { .. }));
+        queue.push_front(Message::Status { height, round });
+    }
+
+    /// The position a peer advertised.
+    pub fn position(&self, peer: usize) -> (Height, Round) {
+        self.peers[peer].position
+    }
+
+    /// Whether the router holds this vote with this very signature: such a copy was verified
+    /// when it first arrived, so a receiver need not check it again.
+    pub fn holds(&self, vote: &SignedVote) -> bool {
+        self.votes
+            .get(&topic(vote))
+            .and_then(|votes| votes.get(&vote.message.validator))
+            .is_some_and(|held| held.signature == vote.signature)
     }
 
     /// A peer advertised its consensus position.
@@ -228,7 +289,7 @@ impl Router {
 
     fn enqueue_except(&mut self, from: Option<usize>, message: Message) {
         for (index, peer) in self.peers.iter_mut().enumerate() {
-            if Some(index) == from {
+            if Some(index) == from || peer.vacant {
                 continue;
             }
             if peer.queue.len() >= PEER_QUEUE_MAX {

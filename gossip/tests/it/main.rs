@@ -9,5 +9,6 @@
 
 mod metrics;
 mod misbehaviour;
+mod net;
 mod routing;
 mod wire;

@@ -1,0 +1,199 @@
+//! A local cluster of gossip nodes over a generated overlay, in one process on loopback. The
+//! loopback tests and `gossip-bench` use it; a testnet uses processes instead.
+
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signer, SigningKey};
+use libp2p::identity::Keypair;
+use tokio::sync::mpsc;
+use weft_consensus::{
+    Height, Proposal, Round, Signature, Signed, SignedProposal, SignedVote, Validator, ValidatorId,
+    ValidatorSet, ValueId, Vote, VoteType,
+};
+
+use crate::net::{GossipConfig, GossipEvent, GossipHandle, Hooks, NetError, spawn};
+use crate::overlay::Overlay;
+use crate::semantic::GossipMode;
+
+/// A validator's signing key, derived from the chain id and its index (test keys only).
+pub fn validator_key(chain_id: &str, index: usize) -> SigningKey {
+    let seed = blake3::hash(format!("weft/test-validator/{chain_id}/{index}").as_bytes());
+    SigningKey::from_bytes(seed.as_bytes())
+}
+
+pub fn validator_id(key: &SigningKey) -> ValidatorId {
+    ValidatorId(key.verifying_key().to_bytes())
+}
+
+pub fn sign_vote(key: &SigningKey, chain_id: &str, vote: Vote) -> SignedVote {
+    Signed {
+        message: vote,
+        signature: Signature(key.sign(&vote.sign_bytes(chain_id)).to_bytes()),
+    }
+}
+
+pub fn sign_proposal(key: &SigningKey, chain_id: &str, proposal: Proposal) -> SignedProposal {
+    Signed {
+        message: proposal,
+        signature: Signature(key.sign(&proposal.sign_bytes(chain_id)).to_bytes()),
+    }
+}
+
+pub struct Member {
+    pub key: SigningKey,
+    pub id: ValidatorId,
+    pub handle: GossipHandle,
+    pub events: mpsc::Receiver<GossipEvent>,
+}
+
+pub struct Cluster {
+    pub chain_id: String,
+    pub validators: ValidatorSet,
+    pub overlay: Overlay,
+    pub members: Vec<Member>,
+}
+
+impl Cluster {
+    /// Starts one gossip node per overlay node, each a validator of power 1. Node `i` dials its
+    /// neighbours above it; `tweak` adjusts each node's config.
+    pub async fn start(
+        overlay: Overlay,
+        mode: GossipMode,
+        chain_id: &str,
+        tweak: impl Fn(usize, &mut GossipConfig),
+    ) -> Result<Self, NetError> {
+        Self::start_with_hooks(overlay, mode, chain_id, tweak, |_| Hooks::default()).await
+    }
+
+    /// [`Cluster::start`], with each node's hooks from `hooks`.
+    pub async fn start_with_hooks(
+        overlay: Overlay,
+        mode: GossipMode,
+        chain_id: &str,
+        tweak: impl Fn(usize, &mut GossipConfig),
+        hooks: impl Fn(usize) -> Hooks,
+    ) -> Result<Self, NetError> {
+        let n = overlay.len();
+        let keys: Vec<SigningKey> = (0..n).map(|i| validator_key(chain_id, i)).collect();
+        let validators = ValidatorSet::new(keys.iter().map(|key| Validator {
+            id: validator_id(key),
+            power: 1,
+        }))
+        .expect("distinct test keys");
+        let mut started: Vec<Option<(GossipHandle, mpsc::Receiver<GossipEvent>)>> =
+            (0..n).map(|_| None).collect();
+        for i in (0..n).rev() {
+            let keypair = Keypair::ed25519_from_bytes(keys[i].to_bytes())
+                .expect("32 bytes are an Ed25519 secret key");
+            let mut config = GossipConfig::new(keypair, chain_id, validators.clone());
+            config.mode = mode;
+            config.static_peers = overlay
+                .neighbours(i)
+                .iter()
+                .filter(|&&j| j > i)
+                .map(|&j| {
+                    let (handle, _) = started[j].as_ref().expect("started above");
+                    handle.listen_addrs()[0].clone()
+                })
+                .collect();
+            tweak(i, &mut config);
+            started[i] = Some(spawn(config, hooks(i)).await?);
+        }
+        let members = started
+            .into_iter()
+            .zip(keys)
+            .map(|(node, key)| {
+                let (handle, events) = node.expect("every node started");
+                Member {
+                    id: validator_id(&key),
+                    key,
+                    handle,
+                    events,
+                }
+            })
+            .collect();
+        Ok(Cluster {
+            chain_id: chain_id.to_owned(),
+            validators,
+            overlay,
+            members,
+        })
+    }
+
+    /// Waits until every node is connected to all its overlay neighbours.
+    pub async fn wait_connected(&self, deadline: Duration) -> Result<(), String> {
+        let until = Instant::now() + deadline;
+        loop {
+            let short: Vec<usize> = (0..self.members.len())
+                .filter(|&i| {
+                    self.members[i].handle.peers().len() < self.overlay.neighbours(i).len()
+                })
+                .collect();
+            if short.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > until {
+                return Err(format!(
+                    "nodes {short:?} lack neighbours after {deadline:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn vote(
+        &self,
+        member: usize,
+        vote_type: VoteType,
+        height: Height,
+        round: Round,
+        value: Option<ValueId>,
+    ) -> SignedVote {
+        let key = &self.members[member].key;
+        let vote = Vote {
+            vote_type,
+            height,
+            round,
+            value,
+            validator: validator_id(key),
+        };
+        sign_vote(key, &self.chain_id, vote)
+    }
+
+    pub fn proposal(
+        &self,
+        member: usize,
+        height: Height,
+        round: Round,
+        value: ValueId,
+    ) -> SignedProposal {
+        let key = &self.members[member].key;
+        let proposal = Proposal {
+            height,
+            round,
+            value,
+            pol_round: None,
+            proposer: validator_id(key),
+        };
+        sign_proposal(key, &self.chain_id, proposal)
+    }
+
+    /// Index of the member holding `id`.
+    pub fn index_of(&self, id: &ValidatorId) -> Option<usize> {
+        self.members.iter().position(|m| m.id == *id)
+    }
+
+    /// Takes every member's event receiver, leaving a closed one behind.
+    pub fn take_events(&mut self) -> Vec<mpsc::Receiver<GossipEvent>> {
+        self.members
+            .iter_mut()
+            .map(|m| std::mem::replace(&mut m.events, mpsc::channel(1).1))
+            .collect()
+    }
+
+    pub async fn shutdown(&self) {
+        for member in &self.members {
+            member.handle.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! The libp2p transport: a swarm over TCP + Noise + Yamux with identify, connection limits and
+//! static peers redialled with backoff, carrying
+//! - consensus messages on Weft's own stream protocol ([`consensus`]), routed by the
+//!   [`Router`](crate::Router) in `plain` or `semantic` mode;
+//! - transactions in batches over gossipsub, validated by the node ([`txs`]);
+//! - block sync over request-response ([`sync`]).
+//!
+//! [`spawn`] starts a node's gossip on the current tokio runtime and returns a
+//! [`GossipHandle`] and the receiver of [`GossipEvent`]s. Misbehaving peers are charged in
+//! [`Scores`](crate::score::Scores); a banned peer is disconnected and refused until its ban
+//! ends.
+
+pub mod consensus;
+mod swarm;
+pub mod sync;
+pub mod txs;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use parking_lot::Mutex;
+use thiserror::Error;
+use tokio::sync::{Notify, mpsc, oneshot};
+use weft_consensus::{Height, Round, SignedVote, ValidatorSet};
+use weft_genesis::{KeyFileError, SecretKey, read_key_file};
+
+use crate::metrics::GossipMetrics;
+use crate::score::{Offence, Scores, Verdict};
+use crate::semantic::{GossipMode, Router, RouterCounters};
+use crate::wire::Message;
+pub use consensus::CONSENSUS_PROTOCOL;
+pub use sync::{SyncBlock, SyncError, SyncRequest, SyncResponse};
+pub use txs::TxVerdict;
+
+/// Limits and timings of the transport. Every queue and table it keeps is bounded by one of
+/// these or by a constant of the module that owns it.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Established connections, all peers together.
+    pub connections_max: u32,
+    /// Established connections to one peer (two lets a simultaneous dial settle).
+    pub connections_per_peer_max: u32,
+    /// Connections being set up at once.
+    pub pending_max: u32,
+    /// Inbound consensus streams one peer may hold open; more are reset and charged.
+    pub streams_per_peer_max: u32,
+    /// First and longest wait before redialling a static peer.
+    pub redial_min: Duration,
+    pub redial_max: Duration,
+    /// A tx batch goes out when it reaches this many bytes, or after `tx_batch_delay`.
+    pub tx_batch_bytes: usize,
+    pub tx_batch_delay: Duration,
+    /// Tx batches being validated at once; more are ignored.
+    pub tx_validations_max: usize,
+    /// Events waiting for the node. Consensus messages wait for room (the stream slows down);
+    /// tx batches that find no room are dropped and counted.
+    pub events_max: usize,
+    /// Sync requests in flight, each way.
+    pub sync_in_flight_max: usize,
+    pub sync_timeout: Duration,
+    /// Connections with no stream open are closed after this long.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections_max: 64,
+            connections_per_peer_max: 2,
+            pending_max: 32,
+            streams_per_peer_max: 2,
+            redial_min: Duration::from_millis(250),
+            redial_max: Duration::from_secs(30),
+            tx_batch_bytes: 64 * 1024,
+            tx_batch_delay: Duration::from_millis(20),
+            tx_validations_max: 64,
+            events_max: 16 * 1024,
+            sync_in_flight_max: 16,
+            sync_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One node's gossip configuration.
+#[derive(Clone, Debug)]
+pub struct GossipConfig {
+    /// The node's network identity (its node key).
+    pub keypair: Keypair,
+    /// Where to listen; loopback with port 0 picks a free port.
+    pub listen: Multiaddr,
+    /// Peers to keep connected, each ending in `/p2p/<peer id>`.
+    pub static_peers: Vec<Multiaddr>,
+    pub mode: GossipMode,
+    pub chain_id: String,
+    pub validators: ValidatorSet,
+    pub limits: Limits,
+}
+
+impl GossipConfig {
+    /// Defaults: listen on 127.0.0.1 at a free port, semantic mode, no static peers.
+    pub fn new(keypair: Keypair, chain_id: &str, validators: ValidatorSet) -> Self {
+        GossipConfig {
+            keypair,
+            listen: "/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"),
+            static_peers: Vec::new(),
+            mode: GossipMode::Semantic,
+            chain_id: chain_id.to_owned(),
+            validators,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The libp2p identity of an Ed25519 secret key.
+pub fn keypair_from_secret(secret: &SecretKey) -> Keypair {
+    Keypair::ed25519_from_bytes(secret.0).expect("32 bytes are an Ed25519 secret key")
+}
+
+/// The libp2p identity held in a node key file.
+pub fn keypair_from_key_file(path: &Path) -> Result<Keypair, KeyFileError> {
+    read_key_file(path).map(|secret| keypair_from_secret(&secret))
+}
+
+/// The node's check of gossiped txs: one verdict per tx, in order.
+pub trait TxValidator: Send + Sync + 'static {
+    fn check(&self, txs: &[Vec<u8>]) -> Vec<TxVerdict>;
+}
+
+impl<F: Fn(&[Vec<u8>]) -> Vec<TxVerdict> + Send + Sync + 'static> TxValidator for F {
+    fn check(&self, txs: &[Vec<u8>]) -> Vec<TxVerdict> {
+        self(txs)
+    }
+}
+
+/// The node's block store, as block sync serves it: the decided blocks from `from` on, at most
+/// `count` of them and about `max_bytes` in all. The transport trims what does not fit.
+pub trait BlockSource: Send + Sync + 'static {
+    fn blocks(&self, from: Height, count: u32, max_bytes: usize) -> Vec<SyncBlock>;
+}
+
+impl<F: Fn(Height, u32, usize) -> Vec<SyncBlock> + Send + Sync + 'static> BlockSource for F {
+    fn blocks(&self, from: Height, count: u32, max_bytes: usize) -> Vec<SyncBlock> {
+        self(from, count, max_bytes)
+    }
+}
+
+/// What the node plugs into its gossip.
+#[derive(Clone)]
+pub struct Hooks {
+    pub txs: Arc<dyn TxValidator>,
+    pub blocks: Arc<dyn BlockSource>,
+}
+
+impl Default for Hooks {
+    /// Ignores gossiped txs and serves no blocks.
+    fn default() -> Self {
+        Hooks {
+            txs: Arc::new(|txs: &[Vec<u8>]| vec![TxVerdict::Ignore; txs.len()]),
+            blocks: Arc::new(|_: Height, _: u32, _: usize| Vec::new()),
+        }
+    }
+}
+
+/// What gossip hands the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GossipEvent {
+    /// A verified vote or proposal this node had not seen (bundles and certificates arrive as
+    /// their votes).
+    Consensus { from: PeerId, message: Message },
+    /// Txs from a gossiped batch that the node's validator accepted.
+    Txs { from: PeerId, txs: Vec<Vec<u8>> },
+}
+
+#[derive(Debug, Error)]
+pub enum NetError {
+    #[error("static peer {0} does not end in /p2p/<peer id>")]
+    PeerWithoutId(Multiaddr),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error("transport setup failed: {0}")]
+    Setup(String),
+    #[error("gossip has shut down")]
+    Closed,
+}
+
+/// A connected peer and the position it advertised.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PeerInfo {
+    pub peer: PeerId,
+    pub height: Height,
+    pub round: Round,
+}
+
+enum Command {
+    PublishTxs(Vec<Vec<u8>>),
+    RequestBlocks {
+        peer: PeerId,
+        request: SyncRequest,
+        reply: oneshot::Sender<Result<Vec<SyncBlock>, SyncError>>,
+    },
+    Ban(PeerId, Duration),
+    Shutdown(oneshot::Sender<()>),
+}
+
+struct PeerEntry {
+    slot: usize,
+    wake: Arc<Notify>,
+    writer: tokio::task::JoinHandle<()>,
+    readers: u32,
+}
+
+struct State {
+    router: Router,
+    peers: HashMap<PeerId, PeerEntry>,
+    position: (Height, Round),
+    validators: Arc<ValidatorSet>,
+}
+
+/// What the swarm task, the stream tasks and the handle share.
+struct Shared {
+    chain_id: String,
+    state: Mutex<State>,
+    scores: Mutex<Scores<PeerId>>,
+    metrics: GossipMetrics,
+    events: mpsc::Sender<GossipEvent>,
+    commands: mpsc::Sender<Command>,
+    started: Instant,
+}
+
+impl Shared {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn validators(&self) -> Arc<ValidatorSet> {
+        self.state.lock().validators.clone()
+    }
+
+    fn is_banned(&self, peer: &PeerId) -> bool {
+        self.scores.lock().is_banned(peer, self.now_ms())
+    }
+
+    /// Charges `peer`; past the threshold, asks the swarm to disconnect it for the ban.
+    fn penalise(&self, peer: &PeerId, offence: Offence) {
+        let now = self.now_ms();
+        let verdict = self.scores.lock().penalise(peer, offence, now);
+        self.metrics
+            .semantic
+            .with_label_values(&["penalties"])
+            .inc();
+        if let Verdict::Banned { until_ms } = verdict {
+            tracing::info!(%peer, ?offence, "peer banned");
+            let ban = Duration::from_millis(until_ms.saturating_sub(now));
+            let _ = self.commands.try_send(Command::Ban(*peer, ban));
+        }
+    }
+
+    fn with_router<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let mut state = self.state.lock();
+        let before = state.router.counters;
+        let out = f(&mut state);
+        let now = state.router.counters;
+        drop(state);
+        self.metrics.add_router_counters(before, now);
+        out
+    }
+
+    fn holds(&self, vote: &SignedVote) -> bool {
+        self.state.lock().router.holds(vote)
+    }
+
+    /// A verified message from `peer`: the router records it, queues relays, and returns what
+    /// is new for the node.
+    fn on_verified(&self, peer: PeerId, message: Message) -> Vec<Message> {
+        let fresh = self.with_router(|state| match state.peers.get(&peer) {
+            Some(entry) => state.router.on_verified(entry.slot, message),
+            None => Vec::new(),
+        });
+        notify_queued(self);
+        fresh
+    }
+
+    fn publish(&self, message: Message) {
+        self.with_router(|state| state.router.publish(message));
+        notify_queued(self);
+    }
+
+    fn drain(&self, slot: usize) -> Vec<Message> {
+        self.with_router(|state| state.router.drain(slot))
+    }
+
+    /// Queues this node's position for one peer (a new stream starts with it).
+    fn advertise_to(&self, slot: usize) {
+        let mut state = self.state.lock();
+        let (height, round) = state.position;
+        state.router.advertise_one(slot, height, round);
+    }
+
+    /// Hands fresh messages to the node, waiting for room. False once the node has gone.
+    async fn deliver(&self, from: Option<PeerId>, fresh: Vec<Message>) -> bool {
+        let Some(from) = from else { return true };
+        for message in fresh {
+            if self
+                .events
+                .send(GossipEvent::Consensus { from, message })
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn reader_done(&self, peer: &PeerId) {
+        if let Some(entry) = self.state.lock().peers.get_mut(peer) {
+            entry.readers = entry.readers.saturating_sub(1);
+        }
+    }
+}
+
+/// Wakes the writer of every peer with something queued.
+fn notify_queued(shared: &Shared) {
+    let state = shared.state.lock();
+    for entry in state.peers.values() {
+        if state.router.queued(entry.slot) > 0 {
+            entry.wake.notify_one();
+        }
+    }
+}
+
+/// The node's side of its gossip. Cloning it is cheap; every clone drives the same swarm.
+#[derive(Clone)]
+pub struct GossipHandle {
+    shared: Arc<Shared>,
+    peer_id: PeerId,
+    listen_addrs: Vec<Multiaddr>,
+}
+
+impl GossipHandle {
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The addresses the swarm listens on, each ending in `/p2p/<peer id>`.
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        &self.listen_addrs
+    }
+
+    /// Sends a message this node created (its own vote or proposal, or a certificate) to every
+    /// peer.
+    pub fn publish(&self, message: Message) {
+        self.shared.publish(message);
+    }
+
+    /// Advertises this node's consensus position to every peer.
+    pub fn advertise(&self, height: Height, round: Round) {
+        {
+            let mut state = self.shared.state.lock();
+            state.position = (height, round);
+            state.router.advertise(height, round);
+        }
+        notify_queued(&self.shared);
+    }
+
+    /// Replaces the validator set used to verify consensus messages.
+    pub fn set_validators(&self, validators: ValidatorSet) {
+        let mut state = self.shared.state.lock();
+        state.validators = Arc::new(validators.clone());
+        state.router.set_validators(validators);
+    }
+
+    /// Gossips txs the node admitted; they go out in batches.
+    pub async fn publish_txs(&self, txs: Vec<Vec<u8>>) -> Result<(), NetError> {
+        self.shared
+            .commands
+            .send(Command::PublishTxs(txs))
+            .await
+            .map_err(|_| NetError::Closed)
+    }
+
+    /// Asks `peer` for the blocks from `from` on, at most `count`. The answer's shape is checked
+    /// (contiguous heights, certificates for them); its contents are the node's to verify.
+    pub async fn request_blocks(
+        &self,
+        peer: PeerId,
+        from: Height,
+        count: u32,
+    ) -> Result<Vec<SyncBlock>, SyncError> {
+        let request = SyncRequest { from, count };
+        request.check()?;
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .commands
+            .send(Command::RequestBlocks {
+                peer,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|_| SyncError::Closed)?;
+        answer.await.map_err(|_| SyncError::Closed)?
+    }
+
+    /// Connected peers and their advertised positions.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let state = self.shared.state.lock();
+        let mut peers: Vec<PeerInfo> = state
+            .peers
+            .iter()
+            .map(|(peer, entry)| {
+                let (height, round) = state.router.position(entry.slot);
+                PeerInfo {
+                    peer: *peer,
+                    height,
+                    round,
+                }
+            })
+            .collect();
+        peers.sort_by_key(|info| info.peer);
+        peers
+    }
+
+    pub fn metrics(&self) -> &GossipMetrics {
+        &self.shared.metrics
+    }
+
+    pub fn counters(&self) -> RouterCounters {
+        self.shared.state.lock().router.counters
+    }
+
+    /// Penalty points a peer holds now.
+    pub fn score(&self, peer: &PeerId) -> u32 {
+        self.shared.scores.lock().points(peer)
+    }
+
+    pub fn is_banned(&self, peer: &PeerId) -> bool {
+        self.shared.is_banned(peer)
+    }
+
+    /// Disconnects `peer` and refuses it for `duration` (an operator's partition, or a test's).
+    pub fn ban_for(&self, peer: PeerId, duration: Duration) {
+        let _ = self.shared.commands.try_send(Command::Ban(peer, duration));
+    }
+
+    /// Stops the swarm and every stream task.
+    pub async fn shutdown(&self) {
+        let (done, wait) = oneshot::channel();
+        if self
+            .shared
+            .commands
+            .send(Command::Shutdown(done))
+            .await
+            .is_ok()
+        {
+            let _ = wait.await;
+        }
+    }
+}
+
+/// Starts gossip on the current tokio runtime. Returns once the swarm listens.
+pub async fn spawn(
+    config: GossipConfig,
+    hooks: Hooks,
+) -> Result<(GossipHandle, mpsc::Receiver<GossipEvent>), NetError> {
+    swarm::spawn(config, hooks).await
+}

@@ -1,0 +1,615 @@
+//! The swarm task: builds the libp2p stack and runs its event loop.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, Stream, Swarm, allow_block_list, connection_limits, identify, noise, tcp,
+    yamux,
+};
+use parking_lot::Mutex;
+use rand::RngExt;
+use tokio::sync::{Notify, mpsc, oneshot};
+use weft_consensus::{Height, Round};
+
+use super::consensus::{CONSENSUS_PROTOCOL, read_loop, write_loop};
+use super::sync::{SYNC_PROTOCOL, SYNC_RESPONSE_BYTES_MAX, SyncCodec, SyncRequest, SyncResponse};
+use super::txs::{TX_BATCH_BYTES_MAX, TxVerdict, batch_cost, decode_batch, encode_batch};
+use super::{
+    Command, GossipConfig, GossipEvent, GossipHandle, Hooks, Limits, NetError, PeerEntry, Shared,
+    State, SyncBlock, SyncError,
+};
+use crate::metrics::GossipMetrics;
+use crate::score::{Offence, Scores};
+use crate::semantic::Router;
+
+/// Commands waiting for the swarm task.
+const COMMANDS_MAX: usize = 1_024;
+/// Peers banned at once (each ban is also in the bounded score table).
+const BANNED_MAX: usize = 1_024;
+/// How often the task looks at redials, bans and the tx batch.
+const TICK: Duration = Duration::from_millis(10);
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    streams: libp2p_stream::Behaviour,
+    txs: gossipsub::Behaviour,
+    sync: request_response::Behaviour<SyncCodec>,
+}
+
+/// A tx batch back from the node's validator: id, source, txs, verdicts.
+type Validated = (MessageId, PeerId, Vec<Vec<u8>>, Vec<TxVerdict>);
+/// An outbound sync request: what was asked, of whom, and who waits for the answer.
+type PendingRequest = (
+    SyncRequest,
+    PeerId,
+    oneshot::Sender<Result<Vec<SyncBlock>, SyncError>>,
+);
+
+struct StaticPeer {
+    addr: Multiaddr,
+    backoff: Duration,
+    /// When to dial next; `None` while connected or while a dial is under way.
+    next_dial: Option<Instant>,
+}
+
+struct Task {
+    swarm: Swarm<Behaviour>,
+    shared: Arc<Shared>,
+    hooks: Hooks,
+    control: libp2p_stream::Control,
+    limits: Limits,
+    topic: IdentTopic,
+    static_peers: HashMap<PeerId, StaticPeer>,
+    banned: HashMap<PeerId, Instant>,
+    pending_txs: Vec<Vec<u8>>,
+    pending_bytes: usize,
+    flush_at: Option<Instant>,
+    validations: usize,
+    validated: mpsc::Sender<Validated>,
+    serving: usize,
+    served: mpsc::Sender<(ResponseChannel<SyncResponse>, SyncResponse)>,
+    requests: HashMap<OutboundRequestId, PendingRequest>,
+}
+
+fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
+fn setup(error: impl std::fmt::Display) -> NetError {
+    NetError::Setup(error.to_string())
+}
+
+pub(super) async fn spawn(
+    config: GossipConfig,
+    hooks: Hooks,
+) -> Result<(GossipHandle, mpsc::Receiver<GossipEvent>), NetError> {
+    let mut static_peers = HashMap::new();
+    for addr in &config.static_peers {
+        let peer = peer_of(addr).ok_or_else(|| NetError::PeerWithoutId(addr.clone()))?;
+        static_peers.insert(
+            peer,
+            StaticPeer {
+                addr: addr.clone(),
+                backoff: config.limits.redial_min,
+                next_dial: Some(Instant::now()),
+            },
+        );
+    }
+    let limits = config.limits.clone();
+    let topic = IdentTopic::new(format!("weft/txs/{}", config.chain_id));
+    let mut swarm = build_swarm(&config, &topic)?;
+    swarm
+        .listen_on(config.listen.clone())
+        .map_err(|e| NetError::Listen {
+            addr: config.listen.clone(),
+            reason: e.to_string(),
+        })?;
+    let peer_id = *swarm.local_peer_id();
+    // Wait for the listener, so the caller can hand its address to others.
+    let listen_addr = loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::NewListenAddr { address, .. } => break address,
+            SwarmEvent::ListenerError { error, .. } => {
+                return Err(NetError::Listen {
+                    addr: config.listen.clone(),
+                    reason: error.to_string(),
+                });
+            }
+            SwarmEvent::ListenerClosed { reason, .. } => {
+                return Err(NetError::Listen {
+                    addr: config.listen.clone(),
+                    reason: format!("{reason:?}"),
+                });
+            }
+            _ => {}
+        }
+    };
+    let mut control = swarm.behaviour().streams.new_control();
+    let mut incoming = control.accept(CONSENSUS_PROTOCOL).map_err(setup)?;
+    let (events_tx, events_rx) = mpsc::channel(limits.events_max);
+    let (commands_tx, mut commands_rx) = mpsc::channel(COMMANDS_MAX);
+    let metrics = GossipMetrics::new().map_err(setup)?;
+    let shared = Arc::new(Shared {
+        chain_id: config.chain_id.clone(),
+        state: Mutex::new(State {
+            router: Router::new(config.mode, config.validators.clone(), 0),
+            peers: HashMap::new(),
+            position: (Height(0), Round(0)),
+            validators: Arc::new(config.validators.clone()),
+        }),
+        scores: Mutex::new(Scores::new()),
+        metrics,
+        events: events_tx,
+        commands: commands_tx,
+        started: Instant::now(),
+    });
+    // Inbound streams go through the swarm task, which knows whether the peer is connected.
+    let (inbound_tx, mut inbound_rx) = mpsc::channel::<(PeerId, Stream)>(COMMANDS_MAX);
+    tokio::spawn(async move {
+        while let Some(stream) = incoming.next().await {
+            if inbound_tx.send(stream).await.is_err() {
+                break;
+            }
+        }
+    });
+    let (validated_tx, mut validated_rx) = mpsc::channel(limits.tx_validations_max.max(1));
+    let (served_tx, mut served_rx) = mpsc::channel(limits.sync_in_flight_max.max(1));
+    let mut task = Task {
+        swarm,
+        shared: shared.clone(),
+        hooks,
+        control,
+        limits,
+        topic,
+        static_peers,
+        banned: HashMap::new(),
+        pending_txs: Vec::new(),
+        pending_bytes: 0,
+        flush_at: None,
+        validations: 0,
+        validated: validated_tx,
+        serving: 0,
+        served: served_tx,
+        requests: HashMap::new(),
+    };
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = task.swarm.select_next_some() => task.on_swarm_event(event),
+                Some(command) = commands_rx.recv() => {
+                    if let Command::Shutdown(done) = command {
+                        task.stop();
+                        let _ = done.send(());
+                        break;
+                    }
+                    task.on_command(command);
+                }
+                Some((peer, stream)) = inbound_rx.recv() => task.on_inbound_stream(peer, stream),
+                Some((id, source, txs, verdicts)) = validated_rx.recv() => {
+                    task.on_validated(id, source, txs, verdicts);
+                }
+                Some((channel, response)) = served_rx.recv() => {
+                    task.serving -= 1;
+                    let _ = task.swarm.behaviour_mut().sync.send_response(channel, response);
+                }
+                _ = tick.tick() => task.on_tick(),
+            }
+        }
+    });
+    let handle = GossipHandle {
+        shared,
+        peer_id,
+        listen_addrs: vec![listen_addr.with(Protocol::P2p(peer_id))],
+    };
+    Ok((handle, events_rx))
+}
+
+fn build_swarm(config: &GossipConfig, topic: &IdentTopic) -> Result<Swarm<Behaviour>, NetError> {
+    let limits = &config.limits;
+    let connection_limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(limits.connections_max))
+        .with_max_established_per_peer(Some(limits.connections_per_peer_max))
+        .with_max_pending_incoming(Some(limits.pending_max))
+        .with_max_pending_outgoing(Some(limits.pending_max));
+    let gossipsub_config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(TX_BATCH_BYTES_MAX + 16 * 1024)
+        // Content addressing: the same batch from two origins is one message.
+        .message_id_fn(|message| MessageId::from(blake3::hash(&message.data).as_bytes().to_vec()))
+        .build()
+        .map_err(setup)?;
+    let sync_config = request_response::Config::default()
+        .with_request_timeout(limits.sync_timeout)
+        .with_max_concurrent_streams(limits.sync_in_flight_max);
+    let idle = limits.idle_timeout;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(setup)?
+        .with_behaviour(|key| {
+            let txs = gossipsub::Behaviour::new(
+                MessageAuthenticity::Signed(key.clone()),
+                gossipsub_config,
+            )?;
+            Ok(Behaviour {
+                blocked: allow_block_list::Behaviour::default(),
+                limits: connection_limits::Behaviour::new(connection_limits),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/weft/1".to_owned(),
+                    key.public(),
+                )),
+                streams: libp2p_stream::Behaviour::new(),
+                txs,
+                sync: request_response::Behaviour::with_codec(
+                    SyncCodec,
+                    [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+                    sync_config,
+                ),
+            })
+        })
+        .map_err(setup)?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build();
+    swarm.behaviour_mut().txs.subscribe(topic).map_err(setup)?;
+    Ok(swarm)
+}
+
+impl Task {
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                if let Some(entry) = self.static_peers.get_mut(&peer_id) {
+                    entry.backoff = self.limits.redial_min;
+                    entry.next_dial = None;
+                }
+                self.ensure_peer(peer_id);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.remove_peer(&peer_id);
+                self.schedule_redial(&peer_id);
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer_id),
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer_id, %error, "dial failed");
+                if !self.swarm.is_connected(&peer_id) {
+                    self.schedule_redial(&peer_id);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Txs(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.on_tx_batch(propagation_source, message_id, message.data),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                tracing::debug!(%peer_id, agent = %info.agent_version, "identified");
+            }
+            _ => {}
+        }
+    }
+
+    fn ensure_peer(&mut self, peer: PeerId) {
+        let mut state = self.shared.state.lock();
+        if state.peers.contains_key(&peer) {
+            return;
+        }
+        let slot = state.router.add_peer();
+        let wake = Arc::new(Notify::new());
+        let writer = tokio::spawn(write_loop(
+            self.shared.clone(),
+            self.control.clone(),
+            peer,
+            slot,
+            wake.clone(),
+        ));
+        state.peers.insert(
+            peer,
+            PeerEntry {
+                slot,
+                wake,
+                writer,
+                readers: 0,
+            },
+        );
+        self.shared.metrics.peers.set(state.peers.len() as i64);
+    }
+
+    fn remove_peer(&mut self, peer: &PeerId) {
+        let mut state = self.shared.state.lock();
+        if let Some(entry) = state.peers.remove(peer) {
+            entry.writer.abort();
+            state.router.remove_peer(entry.slot);
+        }
+        self.shared.metrics.peers.set(state.peers.len() as i64);
+    }
+
+    fn schedule_redial(&mut self, peer: &PeerId) {
+        if let Some(entry) = self.static_peers.get_mut(peer) {
+            let jitter = rand::rng().random_range(0..=entry.backoff.as_millis() as u64 / 4);
+            entry.next_dial = Some(Instant::now() + entry.backoff + Duration::from_millis(jitter));
+            entry.backoff = (entry.backoff * 2).min(self.limits.redial_max);
+        }
+    }
+
+    fn on_inbound_stream(&mut self, peer: PeerId, stream: Stream) {
+        if !self.swarm.is_connected(&peer) {
+            return;
+        }
+        self.ensure_peer(peer);
+        let admitted = {
+            let mut state = self.shared.state.lock();
+            let entry = state.peers.get_mut(&peer).expect("ensured above");
+            if entry.readers >= self.limits.streams_per_peer_max {
+                false
+            } else {
+                entry.readers += 1;
+                true
+            }
+        };
+        if admitted {
+            tokio::spawn(read_loop(self.shared.clone(), peer, stream));
+        } else {
+            // Dropping the stream resets it.
+            self.shared.penalise(&peer, Offence::ExcessStreams);
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::PublishTxs(txs) => {
+                for tx in txs {
+                    if self.pending_bytes + batch_cost(&tx) + 5 > self.limits.tx_batch_bytes {
+                        self.flush_txs();
+                    }
+                    self.pending_bytes += batch_cost(&tx);
+                    self.pending_txs.push(tx);
+                }
+                if self.flush_at.is_none() && !self.pending_txs.is_empty() {
+                    self.flush_at = Some(Instant::now() + self.limits.tx_batch_delay);
+                }
+            }
+            Command::RequestBlocks {
+                peer,
+                request,
+                reply,
+            } => {
+                if self.requests.len() >= self.limits.sync_in_flight_max {
+                    let _ = reply.send(Err(SyncError::Busy));
+                    return;
+                }
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                self.requests.insert(id, (request, peer, reply));
+            }
+            Command::Ban(peer, duration) => {
+                if self.banned.len() >= BANNED_MAX {
+                    // The oldest ban ends first.
+                    if let Some(oldest) = self.banned.iter().min_by_key(|(_, until)| **until) {
+                        let oldest = *oldest.0;
+                        self.banned.remove(&oldest);
+                        self.swarm.behaviour_mut().blocked.unblock_peer(oldest);
+                    }
+                }
+                self.banned.insert(peer, Instant::now() + duration);
+                self.swarm.behaviour_mut().blocked.block_peer(peer);
+            }
+            Command::Shutdown(_) => unreachable!("handled by the loop"),
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        if self.flush_at.is_some_and(|at| at <= now) {
+            self.flush_txs();
+        }
+        let expired: Vec<PeerId> = self
+            .banned
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in expired {
+            self.banned.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            self.schedule_redial(&peer);
+        }
+        let due: Vec<(PeerId, Multiaddr)> = self
+            .static_peers
+            .iter()
+            .filter(|(peer, entry)| {
+                entry.next_dial.is_some_and(|at| at <= now) && !self.banned.contains_key(peer)
+            })
+            .map(|(peer, entry)| (*peer, entry.addr.clone()))
+            .collect();
+        for (peer, addr) in due {
+            let entry = self.static_peers.get_mut(&peer).expect("listed above");
+            entry.next_dial = None;
+            if self.swarm.is_connected(&peer) {
+                continue;
+            }
+            if let Err(error) = self.swarm.dial(addr) {
+                tracing::debug!(%peer, %error, "dial refused");
+                self.schedule_redial(&peer);
+            }
+        }
+    }
+
+    fn flush_txs(&mut self) {
+        self.flush_at = None;
+        if self.pending_txs.is_empty() {
+            return;
+        }
+        let batch = encode_batch(&self.pending_txs);
+        self.pending_txs.clear();
+        self.pending_bytes = 0;
+        let topic = self.topic.clone();
+        if let Err(error) = self.swarm.behaviour_mut().txs.publish(topic, batch) {
+            // The node still holds these txs in its mempool; nothing is lost but the relay.
+            tracing::debug!(%error, "tx batch not published");
+            self.shared
+                .metrics
+                .semantic
+                .with_label_values(&["tx_batches_unpublished"])
+                .inc();
+        }
+    }
+
+    fn report(&mut self, id: &MessageId, source: &PeerId, acceptance: MessageAcceptance) {
+        self.swarm
+            .behaviour_mut()
+            .txs
+            .report_message_validation_result(id, source, acceptance);
+    }
+
+    fn on_tx_batch(&mut self, source: PeerId, id: MessageId, data: Vec<u8>) {
+        let txs = match decode_batch(&data) {
+            Ok(txs) => txs,
+            Err(error) => {
+                tracing::debug!(%source, %error, "malformed tx batch");
+                self.shared.penalise(&source, Offence::Malformed);
+                self.report(&id, &source, MessageAcceptance::Reject);
+                return;
+            }
+        };
+        if self.validations >= self.limits.tx_validations_max {
+            self.report(&id, &source, MessageAcceptance::Ignore);
+            return;
+        }
+        self.validations += 1;
+        let validator = self.hooks.txs.clone();
+        let back = self.validated.clone();
+        tokio::task::spawn_blocking(move || {
+            let verdicts = validator.check(&txs);
+            let _ = back.blocking_send((id, source, txs, verdicts));
+        });
+    }
+
+    fn on_validated(
+        &mut self,
+        id: MessageId,
+        source: PeerId,
+        txs: Vec<Vec<u8>>,
+        verdicts: Vec<TxVerdict>,
+    ) {
+        self.validations -= 1;
+        let rejected = verdicts.len() != txs.len() || verdicts.contains(&TxVerdict::Reject);
+        let accepted: Vec<Vec<u8>> = txs
+            .into_iter()
+            .zip(&verdicts)
+            .filter(|(_, verdict)| **verdict == TxVerdict::Accept)
+            .map(|(tx, _)| tx)
+            .collect();
+        let acceptance = if rejected {
+            self.shared.penalise(&source, Offence::Malformed);
+            MessageAcceptance::Reject
+        } else if accepted.is_empty() {
+            MessageAcceptance::Ignore
+        } else {
+            MessageAcceptance::Accept
+        };
+        self.report(&id, &source, acceptance);
+        if !rejected && !accepted.is_empty() {
+            let event = GossipEvent::Txs {
+                from: source,
+                txs: accepted,
+            };
+            if self.shared.events.try_send(event).is_err() {
+                self.shared
+                    .metrics
+                    .semantic
+                    .with_label_values(&["tx_batches_dropped"])
+                    .inc();
+            }
+        }
+    }
+
+    fn on_sync_event(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                if self.serving >= self.limits.sync_in_flight_max {
+                    tracing::debug!(%peer, "sync request dropped: busy");
+                    return;
+                }
+                self.serving += 1;
+                let source = self.hooks.blocks.clone();
+                let back = self.served.clone();
+                tokio::task::spawn_blocking(move || {
+                    let blocks =
+                        source.blocks(request.from, request.count, SYNC_RESPONSE_BYTES_MAX);
+                    let response = SyncResponse { blocks }.trimmed(request);
+                    let _ = back.blocking_send((channel, response));
+                });
+            }
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some((request, _, reply)) = self.requests.remove(&request_id) {
+                    let answer = response.check(request).map(|()| response.blocks);
+                    if answer.is_err() {
+                        self.shared.penalise(&peer, Offence::Malformed);
+                    }
+                    let _ = reply.send(answer);
+                }
+            }
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some((_, _, reply)) = self.requests.remove(&request_id) {
+                    let _ = reply.send(Err(SyncError::Failed(error.to_string())));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn stop(&mut self) {
+        let peers: Vec<PeerId> = self.shared.state.lock().peers.keys().copied().collect();
+        for peer in peers {
+            self.remove_peer(&peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+}
