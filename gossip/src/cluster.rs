@@ -3,6 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use futures::{AsyncWriteExt, StreamExt};
+use libp2p::{Multiaddr, PeerId, Stream, noise, tcp, yamux};
+
 use ed25519_dalek::{Signer, SigningKey};
 use libp2p::identity::Keypair;
 use tokio::sync::mpsc;
@@ -11,7 +14,9 @@ use weft_consensus::{
     ValidatorSet, ValueId, Vote, VoteType,
 };
 
-use crate::net::{GossipConfig, GossipEvent, GossipHandle, Hooks, NetError, spawn};
+use crate::net::{
+    CONSENSUS_PROTOCOL, GossipConfig, GossipEvent, GossipHandle, Hooks, NetError, spawn,
+};
 use crate::overlay::Overlay;
 use crate::semantic::GossipMode;
 
@@ -195,5 +200,52 @@ impl Cluster {
         for member in &self.members {
             member.handle.shutdown().await;
         }
+    }
+}
+
+/// A bare libp2p peer that speaks Weft's consensus protocol by hand.
+pub struct RawPeer {
+    pub peer_id: PeerId,
+    pub stream: Stream,
+}
+
+impl RawPeer {
+    /// Dials `target` (an address ending in `/p2p/<peer id>`) and opens a consensus stream.
+    pub async fn connect(target: &Multiaddr) -> Result<RawPeer, NetError> {
+        let Some(libp2p::multiaddr::Protocol::P2p(target_id)) = target.iter().last() else {
+            return Err(NetError::PeerWithoutId(target.clone()));
+        };
+        let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(Keypair::generate_ed25519())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| setup(&e))?
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .map_err(|e| setup(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        let peer_id = *swarm.local_peer_id();
+        let mut control = swarm.behaviour().new_control();
+        swarm.dial(target.clone()).map_err(|e| setup(&e))?;
+        tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        let stream = control
+            .open_stream(target_id, CONSENSUS_PROTOCOL)
+            .await
+            .map_err(|e| setup(&e))?;
+        Ok(RawPeer { peer_id, stream })
+    }
+
+    /// Writes raw bytes to the stream.
+    pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
     }
 }

@@ -9,7 +9,7 @@ use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId, Stream, noise, tcp, yamux};
 use parking_lot::Mutex;
 use weft_consensus::{CommitCertificate, Height, Round, SignedVote, ValueId, Vote, VoteType};
-use weft_gossip::cluster::{Cluster, sign_vote, validator_id, validator_key};
+use weft_gossip::cluster::{Cluster, RawPeer, sign_vote, validator_id, validator_key};
 use weft_gossip::net::CONSENSUS_PROTOCOL;
 use weft_gossip::score::Offence;
 use weft_gossip::{
@@ -161,50 +161,6 @@ async fn semantic_mode_never_withholds_a_vote_a_node_needs_over_loopback() {
     delivery_over_sparse_overlay(GossipMode::Semantic).await;
 }
 
-/// A bare libp2p peer that speaks Weft's consensus protocol by hand.
-pub struct RawPeer {
-    pub peer_id: PeerId,
-    pub stream: Stream,
-}
-
-impl RawPeer {
-    pub async fn connect(target: &Multiaddr) -> RawPeer {
-        let Some(libp2p::multiaddr::Protocol::P2p(target_id)) = target.iter().last() else {
-            panic!("{target} has no peer id");
-        };
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(Keypair::generate_ed25519())
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
-        let peer_id = *swarm.local_peer_id();
-        let mut control = swarm.behaviour().new_control();
-        swarm.dial(target.clone()).unwrap();
-        tokio::spawn(async move {
-            loop {
-                swarm.select_next_some().await;
-            }
-        });
-        let stream = control
-            .open_stream(target_id, CONSENSUS_PROTOCOL)
-            .await
-            .unwrap();
-        RawPeer { peer_id, stream }
-    }
-
-    pub async fn send(&mut self, frame: &[u8]) {
-        self.stream.write_all(frame).await.unwrap();
-        self.stream.flush().await.unwrap();
-    }
-}
-
 fn corrupt(mut vote: SignedVote) -> SignedVote {
     vote.signature.0[10] ^= 0x40;
     vote
@@ -219,7 +175,7 @@ async fn a_bad_signature_in_a_bundle_costs_only_itself_and_its_sender() {
     cluster.wait_connected(DEADLINE).await.unwrap();
     let seen = collect(&mut cluster);
     let target = cluster.members[0].handle.clone();
-    let mut raw = RawPeer::connect(&target.listen_addrs()[0]).await;
+    let mut raw = RawPeer::connect(&target.listen_addrs()[0]).await.unwrap();
 
     let value = Some(ValueId([9; 32]));
     let votes: Vec<SignedVote> = (1..4)
@@ -232,7 +188,7 @@ async fn a_bad_signature_in_a_bundle_costs_only_itself_and_its_sender() {
             signer.1.0[3] ^= 1;
         }
     }
-    raw.send(&Message::Bundle(bundle).to_frame()).await;
+    raw.send(&Message::Bundle(bundle).to_frame()).await.unwrap();
 
     let wanted = |seen: &Seen| {
         seen.votes
@@ -267,7 +223,7 @@ async fn a_bad_signature_in_a_bundle_costs_only_itself_and_its_sender() {
     assert_eq!(target.score(&raw.peer_id), Offence::BadSignature.penalty());
 
     // The genuine vote of validator 2 is still accepted after its forgery was refused.
-    raw.send(&Message::Vote(votes[1]).to_frame()).await;
+    raw.send(&Message::Vote(votes[1]).to_frame()).await.unwrap();
     wait_for(
         || {
             seen[0]
@@ -280,10 +236,12 @@ async fn a_bad_signature_in_a_bundle_costs_only_itself_and_its_sender() {
     .await;
 
     // A lone forged vote and a malformed payload cost more; past the threshold, a ban.
-    raw.send(&Message::Vote(corrupt(votes[0])).to_frame()).await;
+    raw.send(&Message::Vote(corrupt(votes[0])).to_frame())
+        .await
+        .unwrap();
     let mut malformed = 3u32.to_le_bytes().to_vec();
     malformed.extend_from_slice(&[0xEE, 1, 2]);
-    raw.send(&malformed).await;
+    raw.send(&malformed).await.unwrap();
     let expected = 2 * Offence::BadSignature.penalty() + Offence::Malformed.penalty();
     wait_for(
         || target.score(&raw.peer_id) >= expected,
@@ -291,7 +249,9 @@ async fn a_bad_signature_in_a_bundle_costs_only_itself_and_its_sender() {
     )
     .await;
     for _ in 0..4 {
-        raw.send(&Message::Vote(corrupt(votes[2])).to_frame()).await;
+        raw.send(&Message::Vote(corrupt(votes[2])).to_frame())
+            .await
+            .unwrap();
     }
     wait_for(
         || target.is_banned(&raw.peer_id),
