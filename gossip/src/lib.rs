@@ -1,12 +1,15 @@
 //! Weft's gossip layer: the libp2p swarm, semantic gossip for consensus messages, tx gossip,
 //! block sync, and overlay generation for testnets.
 //!
-//! So far: [`overlay`] (testnet overlays), [`wire`] (the consensus messages, bundles and
-//! frames), [`verify`] (batched signature checks of votes and proposals), [`metrics`]
-//! (Prometheus collectors), [`score`]
-//! (misbehaviour penalties and bans) and [`semantic`] (the router: plain relaying, or semantic
-//! filtering and aggregation at dequeue time). The libp2p transport, tx gossip and block sync arrive with the rest of the
-//! gossip issue.
+//! - [`net`]: the libp2p transport ([`spawn`] returns a [`GossipHandle`] and the node's
+//!   [`GossipEvent`]s): TCP + Noise + Yamux, identify, connection limits, static peers with
+//!   backoff, bans; consensus messages on Weft's stream protocol; txs over gossipsub; block
+//!   sync over request-response.
+//! - [`semantic`]: the [`Router`]: plain relaying, or semantic filtering and aggregation at
+//!   dequeue time.
+//! - [`wire`] (messages, bundles, frames), [`verify`] (batched signature checks), [`score`]
+//!   (penalties and bans), [`metrics`] (Prometheus collectors), [`overlay`] (testnet
+//!   overlays), and [`cluster`] (an in-process cluster for tests and `gossip-bench`).
 //!
 //! Architecture invariant: gossip decides nothing about consensus beyond the filter and
 //! aggregation rules it is handed.

@@ -4,13 +4,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{AsyncWriteExt, StreamExt};
-use libp2p::identity::Keypair;
-use libp2p::{Multiaddr, PeerId, Stream, noise, tcp, yamux};
 use parking_lot::Mutex;
 use weft_consensus::{CommitCertificate, Height, Round, SignedVote, ValueId, Vote, VoteType};
 use weft_gossip::cluster::{Cluster, RawPeer, sign_vote, validator_id, validator_key};
-use weft_gossip::net::CONSENSUS_PROTOCOL;
 use weft_gossip::score::Offence;
 use weft_gossip::{
     GossipEvent, GossipMode, Hooks, Message, SyncBlock, SyncError, TxVerdict, VoteBundle, generate,
@@ -449,4 +445,44 @@ async fn a_dropped_static_peer_is_redialled() {
     )
     .await;
     cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_identity_comes_from_its_key_file_and_connections_are_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node_key.json");
+    let secret = weft_genesis::SecretKey::generate();
+    weft_genesis::write_key_file(&path, &secret).unwrap();
+    let keypair = weft_gossip::net::keypair_from_key_file(&path).unwrap();
+    let expected = weft_gossip::net::keypair_from_secret(&secret)
+        .public()
+        .to_peer_id();
+
+    let validators = Cluster::start(
+        generate(2, 1, 0, 0).unwrap(),
+        GossipMode::Plain,
+        CHAIN,
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    let mut config = weft_gossip::GossipConfig::new(keypair, CHAIN, validators.validators.clone());
+    config.limits.connections_max = 1;
+    let (node, _events) = weft_gossip::spawn(config, Hooks::default()).await.unwrap();
+    assert_eq!(node.peer_id(), expected);
+
+    let first = RawPeer::connect(&node.listen_addrs()[0]).await.unwrap();
+    wait_for(
+        || node.peers().len() == 1,
+        || "the first peer never connected".into(),
+    )
+    .await;
+    assert!(
+        RawPeer::connect(&node.listen_addrs()[0]).await.is_err(),
+        "a connection past the limit was accepted"
+    );
+    assert_eq!(node.peers().len(), 1);
+    assert_eq!(node.peers()[0].peer, first.peer_id);
+    node.shutdown().await;
+    validators.shutdown().await;
 }
