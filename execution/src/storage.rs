@@ -237,14 +237,44 @@ impl StateView for SledStorage {
     }
 }
 
-impl Storage for SledStorage {
-    fn height(&self) -> u64 {
-        self.height
-    }
+/// First byte of the keys the caller may store beside the state ([`SledStorage::commit_with`]):
+/// blocks, certificates, indexes. State and metadata use the bytes below it.
+pub const AUX_PREFIX_MIN: u8 = 0x10;
 
-    fn commit(&mut self, height: u64, changes: &ChangeSet) -> Result<(), StorageError> {
+impl SledStorage {
+    /// Commits `changes` and the caller's records `aux` (each key starting with a byte
+    /// ≥ [`AUX_PREFIX_MIN`]) in one atomic, flushed batch: after a crash, either all of the
+    /// height is there or none of it.
+    pub fn commit_with(
+        &mut self,
+        height: u64,
+        changes: &ChangeSet,
+        aux: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), StorageError> {
         check_next(self.height, height)?;
         let mut batch = sled::Batch::default();
+        for (key, value) in aux {
+            if key.first().is_none_or(|b| *b < AUX_PREFIX_MIN) {
+                return Err(StorageError::Corrupt(format!(
+                    "auxiliary key {key:02x?} is below the reserved prefix"
+                )));
+            }
+            batch.insert(key.as_slice(), value.as_slice());
+        }
+        self.commit_batch(height, changes, batch)
+    }
+
+    /// A record stored by [`SledStorage::commit_with`].
+    pub fn aux_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn commit_batch(
+        &mut self,
+        height: u64,
+        changes: &ChangeSet,
+        mut batch: sled::Batch,
+    ) -> Result<(), StorageError> {
         for (key, value) in &changes.writes {
             batch.insert(state_key(key), value.encode());
         }
@@ -257,3 +287,15 @@ impl Storage for SledStorage {
         Ok(())
     }
 }
+
+impl Storage for SledStorage {
+    fn height(&self) -> u64 {
+        self.height
+    }
+
+    fn commit(&mut self, height: u64, changes: &ChangeSet) -> Result<(), StorageError> {
+        check_next(self.height, height)?;
+        self.commit_batch(height, changes, sled::Batch::default())
+    }
+}
+

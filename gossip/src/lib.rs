@@ -24,9 +24,9 @@ pub mod verify;
 pub mod wire;
 
 pub use net::{
-    BlockSource, GossipConfig, GossipEvent, GossipHandle, Hooks, Limits, NetError, PeerInfo,
-    SyncBlock, SyncError, TxValidator, TxVerdict, spawn,
+    BlockCheck, BlockSource, GossipConfig, GossipEvent, GossipHandle, Hooks, Limits, NetError,
+    PeerInfo, SyncBlock, SyncError, TxValidator, TxVerdict, spawn,
 };
 pub use overlay::{Overlay, OverlayError, generate};
 pub use semantic::{GossipMode, Router, RouterCounters};
-pub use wire::{FRAME_BYTES_MAX, Message, VoteBundle, WireError, frame_len};
+pub use wire::{BLOCK_BYTES_MAX, FRAME_BYTES_MAX, Message, VoteBundle, WireError, frame_len};

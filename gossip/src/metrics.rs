@@ -113,7 +113,7 @@ impl GossipMetrics {
 pub fn kind(message: &Message) -> &'static str {
     match message {
         Message::Status { .. } => "status",
-        Message::Proposal(_) => "proposal",
+        Message::Proposal { .. } => "proposal",
         Message::Vote(vote) => match vote.message.vote_type {
             weft_consensus::VoteType::Prevote => "prevote",
             weft_consensus::VoteType::Precommit => "precommit",

@@ -84,8 +84,8 @@ pub struct Router {
     votes: BTreeMap<Topic, BTreeMap<ValidatorId, SignedVote>>,
     /// Votes handled per (height, validator), for the per-signer bound.
     per_signer: BTreeMap<(Height, ValidatorId), u32>,
-    /// Proposals already handled, by height and encoding.
-    proposals: BTreeMap<Height, BTreeSet<Vec<u8>>>,
+    /// Proposals already handled, by height.
+    proposals: BTreeMap<Height, BTreeSet<[u8; 32]>>,
     highest: Height,
     pub counters: RouterCounters,
 }
@@ -184,7 +184,7 @@ impl Router {
             Message::Vote(vote) => vec![*vote],
             Message::Bundle(bundle) => bundle.votes().collect(),
             Message::Commit(certificate) => certificate.precommits.clone(),
-            Message::Status { .. } | Message::Proposal(_) => {
+            Message::Status { .. } | Message::Proposal { .. } => {
                 return self.handle_other(from, message);
             }
         };
@@ -218,7 +218,7 @@ impl Router {
     }
 
     fn handle_other(&mut self, from: Option<usize>, message: Message) -> Vec<Message> {
-        let Message::Proposal(proposal) = &message else {
+        let Message::Proposal { proposal, .. } = &message else {
             if let (Message::Status { height, round }, Some(peer)) = (&message, from) {
                 self.on_status(peer, *height, *round);
             }
@@ -230,7 +230,13 @@ impl Router {
         }
         self.raise_highest(height);
         let seen = self.proposals.entry(height).or_default();
-        if seen.len() >= PROPOSALS_PER_HEIGHT_MAX || !seen.insert(message.encode()) {
+        // The block is bound to the signed value (checked before the router), so the signed
+        // proposal alone identifies the message.
+        let mut id = blake3::Hasher::new();
+        id.update(&proposal.message.sign_bytes(""));
+        id.update(&proposal.signature.0);
+        let id = *id.finalize().as_bytes();
+        if seen.len() >= PROPOSALS_PER_HEIGHT_MAX || !seen.insert(id) {
             self.counters.duplicates_received += 1;
             return Vec::new();
         }

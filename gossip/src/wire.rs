@@ -8,6 +8,8 @@
 //!
 //! Signatures are carried, not checked: receivers batch-verify them before any semantic use.
 
+use std::sync::Arc;
+
 use thiserror::Error;
 use weft_consensus::{
     CommitCertificate, Height, Proposal, Round, Signature, Signed, SignedProposal, SignedVote,
@@ -17,8 +19,10 @@ use weft_execution::codec::{
     DecodeError, Reader, bounded_capacity, check_cap, put_u32, put_u64, put_varint,
 };
 
-/// Largest frame payload.
-pub const FRAME_BYTES_MAX: usize = 1 << 20;
+/// Largest frame payload: a proposal carries its block, so this is the block cap and a margin.
+pub const FRAME_BYTES_MAX: usize = 8 << 20;
+/// Largest block a proposal may carry.
+pub const BLOCK_BYTES_MAX: usize = FRAME_BYTES_MAX - 64 * 1024;
 /// Most signers in one bundle or certificate: more than any validator set Weft runs.
 pub const SIGNERS_MAX: u32 = 10_000;
 
@@ -95,7 +99,12 @@ pub enum Message {
         height: Height,
         round: Round,
     },
-    Proposal(SignedProposal),
+    /// A signed proposal and the block it proposes, in the node's encoding (gossip checks the
+    /// binding through the node's [`crate::net::BlockCheck`], never the contents).
+    Proposal {
+        proposal: SignedProposal,
+        block: Arc<[u8]>,
+    },
     Vote(SignedVote),
     Bundle(VoteBundle),
     /// A decided height's certificate, sent once instead of the precommits it holds.
@@ -103,17 +112,30 @@ pub enum Message {
 }
 
 impl Message {
+    /// A proposal with no block bytes (tests and benchmarks of the consensus traffic alone).
+    pub fn proposal_without_block(proposal: SignedProposal) -> Self {
+        Message::Proposal {
+            proposal,
+            block: Arc::from(&[][..]),
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(128);
+        let mut out = Vec::with_capacity(match self {
+            Message::Proposal { block, .. } => 256 + block.len(),
+            _ => 128,
+        });
         match self {
             Message::Status { height, round } => {
                 out.push(0);
                 put_u64(&mut out, height.0);
                 put_u32(&mut out, round.0);
             }
-            Message::Proposal(proposal) => {
+            Message::Proposal { proposal, block } => {
                 out.push(1);
                 encode_proposal(&mut out, proposal);
+                put_varint(&mut out, block.len() as u32);
+                out.extend_from_slice(block);
             }
             Message::Vote(vote) => {
                 out.push(2);
@@ -162,7 +184,12 @@ impl Message {
                 height: Height(reader.u64("height")?),
                 round: Round(reader.u32("round")?),
             },
-            1 => Message::Proposal(decode_proposal(&mut reader)?),
+            1 => {
+                let proposal = decode_proposal(&mut reader)?;
+                let len = reader.varint_max("block bytes", BLOCK_BYTES_MAX as u32)?;
+                let block = Arc::from(reader.take(len as usize, "block")?);
+                Message::Proposal { proposal, block }
+            }
             2 => {
                 let (vote_type, height, round, value) = decode_vote_head(&mut reader)?;
                 let validator = ValidatorId(reader.array("validator")?);

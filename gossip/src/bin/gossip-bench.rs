@@ -5,7 +5,8 @@
 //! cargo run --release -p weft-gossip --bin gossip-bench -- --json [--reps 3] [--heights-scale 1]
 //! ```
 //!
-//! Each node runs a Tendermint-shaped driver: per height, the proposer publishes a proposal;
+//! Each node runs a Tendermint-shaped driver: per height, the proposer publishes a proposal
+//! (with an empty block: this measures consensus traffic, not block transfer);
 //! every node prevotes once it holds the proposal, precommits once it holds a quorum of
 //! prevotes, and moves to the next height (advertising it) once it holds a quorum of
 //! precommits. Every vote is signed by its validator and verified by every receiver.
@@ -18,6 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -101,7 +103,10 @@ async fn drive(
             if proposer == id && !tally.proposal {
                 tally.proposal = true;
                 let proposal = cluster.sign_proposal(me, height, value_of(height));
-                handle.publish(Message::Proposal(proposal));
+                handle.publish(Message::Proposal {
+                    proposal,
+                    block: Arc::from(&[][..]),
+                });
                 continue;
             }
             if tally.proposal && !prevoted {
@@ -138,7 +143,7 @@ async fn drive(
                 let Some(event) = event else { return };
                 let GossipEvent::Consensus { message, .. } = event else { continue };
                 match message {
-                    Message::Proposal(p) if p.message.height >= height => {
+                    Message::Proposal { proposal: p, .. } if p.message.height >= height => {
                         tallies.entry(p.message.height).or_default().proposal = true;
                     }
                     Message::Vote(v) if v.message.height >= height => {

@@ -106,9 +106,16 @@ pub(super) async fn read_loop(shared: Arc<Shared>, peer: PeerId, mut stream: Str
                 continue;
             }
         };
-        let mut payload = vec![0u8; len];
-        if stream.read_exact(&mut payload).await.is_err() {
-            break;
+        // Read into a buffer that grows with what arrives, so an announced length alone never
+        // reserves memory.
+        let mut payload = Vec::with_capacity(len.min(64 * 1024));
+        match (&mut stream)
+            .take(len as u64)
+            .read_to_end(&mut payload)
+            .await
+        {
+            Ok(read) if read == len => {}
+            _ => break,
         }
         let message = match Message::decode(&payload) {
             Ok(message) => message,
@@ -136,10 +143,14 @@ async fn on_message(shared: &Shared, peer: PeerId, message: Message) -> bool {
             shared.on_verified(peer, message);
             return true;
         }
-        Message::Proposal(proposal) => {
+        Message::Proposal { proposal, block } => {
             let validators = shared.validators();
             if let Err(rejection) = verify_proposal(&shared.chain_id, &validators, proposal) {
                 shared.penalise(&peer, offence(rejection));
+                return true;
+            }
+            if !shared.block_check.check(proposal, block) {
+                shared.penalise(&peer, Offence::Malformed);
                 return true;
             }
             let fresh = shared.on_verified(peer, message);

@@ -25,7 +25,7 @@ use libp2p::{Multiaddr, PeerId};
 use parking_lot::Mutex;
 use thiserror::Error;
 use tokio::sync::{Notify, mpsc, oneshot};
-use weft_consensus::{Height, Round, SignedVote, ValidatorSet};
+use weft_consensus::{Height, Round, SignedProposal, SignedVote, ValidatorSet};
 use weft_genesis::{KeyFileError, SecretKey, read_key_file};
 
 use crate::metrics::GossipMetrics;
@@ -149,19 +149,35 @@ impl<F: Fn(Height, u32, usize) -> Vec<SyncBlock> + Send + Sync + 'static> BlockS
     }
 }
 
+/// The node's check that a proposal's block is the one its signed value names (for example:
+/// the block's header hashes to the value). Runs before the router sees the proposal, so a
+/// relayer cannot pair a genuine signature with another block.
+pub trait BlockCheck: Send + Sync + 'static {
+    fn check(&self, proposal: &SignedProposal, block: &[u8]) -> bool;
+}
+
+impl<F: Fn(&SignedProposal, &[u8]) -> bool + Send + Sync + 'static> BlockCheck for F {
+    fn check(&self, proposal: &SignedProposal, block: &[u8]) -> bool {
+        self(proposal, block)
+    }
+}
+
 /// What the node plugs into its gossip.
 #[derive(Clone)]
 pub struct Hooks {
     pub txs: Arc<dyn TxValidator>,
     pub blocks: Arc<dyn BlockSource>,
+    pub block_check: Arc<dyn BlockCheck>,
 }
 
 impl Default for Hooks {
-    /// Ignores gossiped txs and serves no blocks.
+    /// Ignores gossiped txs, serves no blocks, and takes any block bytes with a proposal
+    /// (tests and benchmarks, whose proposals carry no real block).
     fn default() -> Self {
         Hooks {
             txs: Arc::new(|txs: &[Vec<u8>]| vec![TxVerdict::Ignore; txs.len()]),
             blocks: Arc::new(|_: Height, _: u32, _: usize| Vec::new()),
+            block_check: Arc::new(|_: &SignedProposal, _: &[u8]| true),
         }
     }
 }
@@ -224,6 +240,7 @@ struct State {
 /// What the swarm task, the stream tasks and the handle share.
 struct Shared {
     chain_id: String,
+    block_check: Arc<dyn BlockCheck>,
     state: Mutex<State>,
     scores: Mutex<Scores<PeerId>>,
     metrics: GossipMetrics,

@@ -144,6 +144,7 @@ pub(super) async fn spawn(
     let metrics = GossipMetrics::new().map_err(setup)?;
     let shared = Arc::new(Shared {
         chain_id: config.chain_id.clone(),
+        block_check: hooks.block_check.clone(),
         state: Mutex::new(State {
             router: Router::new(config.mode, config.validators.clone(), 0),
             peers: HashMap::new(),

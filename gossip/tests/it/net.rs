@@ -46,7 +46,7 @@ fn collect(cluster: &mut Cluster) -> Vec<Arc<Mutex<Seen>>> {
                             seen.votes.insert((voter, m.vote_type, m.height, m.value));
                         }
                         GossipEvent::Consensus {
-                            message: Message::Proposal(p),
+                            message: Message::Proposal { proposal: p, .. },
                             ..
                         } => {
                             seen.proposals.insert((p.message.height, p.message.value));
@@ -87,7 +87,7 @@ async fn delivery_over_sparse_overlay(mode: GossipMode) {
     let seen = collect(&mut cluster);
     cluster.members[0]
         .handle
-        .publish(Message::Proposal(cluster.proposal(
+        .publish(Message::proposal_without_block(cluster.proposal(
             0,
             Height(1),
             Round(0),
@@ -485,4 +485,53 @@ async fn the_node_identity_comes_from_its_key_file_and_connections_are_limited()
     assert_eq!(node.peers()[0].peer, first.peer_id);
     node.shutdown().await;
     validators.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_genuine_proposal_paired_with_another_block_is_refused() {
+    let overlay = generate(2, 1, 0, 2).unwrap();
+    let mut cluster = Cluster::start_with_hooks(
+        overlay,
+        GossipMode::Semantic,
+        CHAIN,
+        |_, _| {},
+        |_| Hooks {
+            block_check: Arc::new(|_: &weft_consensus::SignedProposal, block: &[u8]| {
+                block == b"the block"
+            }),
+            ..Hooks::default()
+        },
+    )
+    .await
+    .unwrap();
+    cluster.wait_connected(DEADLINE).await.unwrap();
+    let seen = collect(&mut cluster);
+    let target = cluster.members[0].handle.clone();
+    let mut raw = RawPeer::connect(&target.listen_addrs()[0]).await.unwrap();
+    let proposal = cluster.proposal(1, Height(4), Round(0), AGREED);
+    let forged = Message::Proposal {
+        proposal,
+        block: Arc::from(&b"another block"[..]),
+    };
+    raw.send(&forged.to_frame()).await.unwrap();
+    wait_for(
+        || target.score(&raw.peer_id) == Offence::Malformed.penalty(),
+        || "the forged pairing was not charged".into(),
+    )
+    .await;
+    assert!(
+        seen[0].lock().proposals.is_empty(),
+        "the forged pairing was delivered"
+    );
+    let genuine = Message::Proposal {
+        proposal,
+        block: Arc::from(&b"the block"[..]),
+    };
+    raw.send(&genuine.to_frame()).await.unwrap();
+    wait_for(
+        || seen[0].lock().proposals.contains(&(Height(4), AGREED)),
+        || "the genuine pairing was refused after the forged one".into(),
+    )
+    .await;
+    cluster.shutdown().await;
 }

@@ -214,7 +214,9 @@ fn a_flooding_signer_is_bounded() {
             },
             signature: Signature([0; 64]),
         };
-        proposals += router.on_verified(0, Message::Proposal(proposal)).len();
+        proposals += router
+            .on_verified(0, Message::proposal_without_block(proposal))
+            .len();
     }
     assert_eq!(proposals, PROPOSALS_PER_HEIGHT_MAX);
 }

@@ -36,18 +36,22 @@ fn message() -> impl Strategy<Value = Message> {
             any::<u32>(),
             value(),
             prop::option::of(any::<u32>()),
-            any::<[u8; 32]>()
+            any::<[u8; 32]>(),
+            prop::collection::vec(any::<u8>(), 0..300),
         )
-            .prop_map(|(h, r, v, pol, proposer)| Message::Proposal(Signed {
-                message: Proposal {
-                    height: Height(h),
-                    round: Round(r),
-                    value: v,
-                    pol_round: pol.map(Round),
-                    proposer: ValidatorId(proposer),
+            .prop_map(|(h, r, v, pol, proposer, block)| Message::Proposal {
+                proposal: Signed {
+                    message: Proposal {
+                        height: Height(h),
+                        round: Round(r),
+                        value: v,
+                        pol_round: pol.map(Round),
+                        proposer: ValidatorId(proposer),
+                    },
+                    signature: Signature([7; 64]),
                 },
-                signature: Signature([7; 64]),
-            })),
+                block: block.into(),
+            }),
         (
             vote_type(),
             any::<u64>(),
