@@ -9,6 +9,9 @@ use crate::types::{Round, ValidatorId, VotingPower};
 pub const TOTAL_VOTING_POWER_MAX: VotingPower = (i64::MAX / 8) as u64;
 /// Priorities are rescaled when their spread exceeds this many times the total power.
 const PRIORITY_WINDOW_FACTOR: i64 = 2;
+/// A restored priority may be at most this many times the total power from zero. Every set this
+/// module builds stays within 3 × total + 1: a window of 2 × total, plus a power, less a total.
+const PRIORITY_MAGNITUDE_FACTOR: u64 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ValidatorSetError {
@@ -20,6 +23,8 @@ pub enum ValidatorSetError {
     Duplicate(ValidatorId),
     #[error("total voting power exceeds {TOTAL_VOTING_POWER_MAX}")]
     TotalTooLarge,
+    #[error("validator {0:?} has a proposer priority out of range")]
+    PriorityOutOfRange(ValidatorId),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -64,6 +69,31 @@ impl ValidatorSet {
             priorities,
             total,
         })
+    }
+
+    /// A set with the proposer priorities that [`ValidatorSet::priorities`] reported, so a set
+    /// saved mid-chain (the node's WAL) comes back exactly. Checked like [`ValidatorSet::new`],
+    /// and every priority must lie within the range a real set keeps.
+    pub fn with_priorities(
+        validators: impl IntoIterator<Item = (Validator, i64)>,
+    ) -> Result<Self, ValidatorSetError> {
+        let mut entries: Vec<(Validator, i64)> = validators.into_iter().collect();
+        entries.sort_by_key(|(validator, _)| validator.id);
+        let mut set = ValidatorSet::new(entries.iter().map(|(validator, _)| *validator))?;
+        let magnitude_max = set.total.saturating_mul(PRIORITY_MAGNITUDE_FACTOR);
+        for (validator, priority) in &entries {
+            if priority.unsigned_abs() > magnitude_max {
+                return Err(ValidatorSetError::PriorityOutOfRange(validator.id));
+            }
+        }
+        set.priorities = entries.iter().map(|(_, priority)| *priority).collect();
+        Ok(set)
+    }
+
+    /// The proposer priorities at the start of this height, in the order of
+    /// [`ValidatorSet::validators`].
+    pub fn priorities(&self) -> &[i64] {
+        &self.priorities
     }
 
     pub fn len(&self) -> usize {
@@ -250,6 +280,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn priorities_survive_a_rebuild() {
+        let mut set = set(&[5, 1, 3, 7]);
+        for _ in 0..37 {
+            set = set.next_height();
+        }
+        let pairs = set
+            .validators()
+            .iter()
+            .copied()
+            .zip(set.priorities().iter().copied())
+            .rev();
+        let rebuilt = ValidatorSet::with_priorities(pairs).unwrap();
+        assert_eq!(rebuilt, set);
+        let too_far = [(set.validators()[0], 4 * 5 + 1)];
+        assert_eq!(
+            ValidatorSet::with_priorities(too_far),
+            Err(ValidatorSetError::PriorityOutOfRange(id(1)))
+        );
     }
 
     #[test]

@@ -3,3 +3,13 @@
 //!
 //! Architecture invariant: the node holds no consensus rules; it feeds the pure state machine
 //! of `weft-consensus` and runs the effects it returns.
+
+pub mod block;
+pub mod chain;
+pub mod config;
+pub mod context;
+pub mod guard;
+pub mod mempool;
+pub mod metrics;
+pub mod wal;
+pub mod node;

@@ -1,0 +1,644 @@
+//! The chain: committed blocks and state in one sled database, block building for proposals,
+//! full validation of proposed and synced blocks, and atomic commits.
+//!
+//! A validated block's outcome is cached by hash, so committing a decided block never executes
+//! it twice. Each height is committed in one atomic, flushed sled batch: the state changes,
+//! the block, its commit certificate, its tx results and the tx index
+//! (`SledStorage::commit_with`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use thiserror::Error;
+use weft_consensus::{
+    CommitCertificate, Evidence, Height, SignedVote, ValidatorId, ValidatorSet, ValueId, VoteType,
+};
+use weft_execution::{
+    Account, Address, BlockError, BlockOutcome, ChainId, ExecutorConfig, ParallelExecutor,
+    SledStorage, StateKey, StateValue, StateView, Storage, StorageError, Transaction, TxCode,
+    TxHash, propose, validate_block, verify_signatures,
+};
+use weft_genesis::Genesis;
+use weft_gossip::verify::verify_votes;
+use weft_gossip::{Message, SyncBlock};
+
+use crate::block::{Block, Body, Header, SealedBlock, validators_hash};
+
+/// A proposal's time may run this far ahead of a validator's clock.
+pub const CLOCK_DRIFT_MAX_MS: u64 = 10_000;
+/// Validated blocks kept for commit (a few per round, a few rounds).
+const VALIDATED_MAX: usize = 64;
+
+const AUX_BLOCK: u8 = 0x10;
+const AUX_CERTIFICATE: u8 = 0x11;
+const AUX_TX: u8 = 0x12;
+const AUX_HASH: u8 = 0x13;
+const AUX_RESULTS: u8 = 0x14;
+const AUX_EVIDENCE: u8 = 0x15;
+
+#[derive(Debug, Error)]
+pub enum ChainError {
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("block {0:?} was never validated")]
+    NotValidated(ValueId),
+    #[error("invalid block: {0}")]
+    Invalid(#[from] Invalid),
+}
+
+/// Why a block is not valid.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum Invalid {
+    #[error("chain id {got} is not {expected}")]
+    ChainId { expected: String, got: String },
+    #[error("height {got:?} is not the next height {expected:?}")]
+    Height { expected: Height, got: Height },
+    #[error("previous hash does not match the last block")]
+    PrevHash,
+    #[error("time {got} ms is not after {after} ms or is too far ahead of {now} ms")]
+    Time { got: u64, after: u64, now: u64 },
+    #[error("proposer {0:?} is not the expected one")]
+    Proposer(ValidatorId),
+    #[error("validator set hash does not match")]
+    ValidatorsHash,
+    #[error("{txs} txs or {bytes} bytes is over the block limits")]
+    TooLarge { txs: usize, bytes: usize },
+    #[error("tx {index} is for another chain")]
+    TxChainId { index: usize },
+    #[error("tx {index} has a bad signature")]
+    TxSignature { index: usize },
+    #[error("last commit: {0}")]
+    LastCommit(&'static str),
+    #[error("evidence {index}: {reason}")]
+    Evidence { index: usize, reason: &'static str },
+    #[error("execution: {0}")]
+    Execution(String),
+    #[error("decode: {0}")]
+    Decode(String),
+}
+
+impl From<BlockError> for Invalid {
+    fn from(error: BlockError) -> Self {
+        Invalid::Execution(error.to_string())
+    }
+}
+
+/// Where a committed tx is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TxLocation {
+    pub height: Height,
+    pub index: u32,
+    pub code: u8,
+}
+
+/// What a commit did, for events and the mempool.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    pub block: SealedBlock,
+    pub outcome: BlockOutcome,
+    pub tx_hashes: Vec<TxHash>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Last {
+    height: Height,
+    hash: ValueId,
+    time_ms: u64,
+}
+
+struct Validated {
+    block: SealedBlock,
+    outcome: BlockOutcome,
+}
+
+pub struct Chain {
+    chain_id: ChainId,
+    genesis: Genesis,
+    validators: ValidatorSet,
+    validators_hash: [u8; 32],
+    storage: SledStorage,
+    executor: ParallelExecutor,
+    last: Last,
+    validated: Mutex<BTreeMap<ValueId, Arc<Validated>>>,
+}
+
+fn height_key(prefix: u8, height: Height) -> Vec<u8> {
+    let mut key = vec![prefix];
+    key.extend_from_slice(&height.0.to_be_bytes());
+    key
+}
+
+fn hash_key(prefix: u8, hash: &[u8; 32]) -> Vec<u8> {
+    let mut key = vec![prefix];
+    key.extend_from_slice(hash);
+    key
+}
+
+/// Checks that `certificate` holds a quorum of valid precommits for (height, value).
+pub fn check_certificate(
+    chain_id: &str,
+    validators: &ValidatorSet,
+    certificate: &CommitCertificate,
+    height: Height,
+    value: ValueId,
+) -> Result<(), &'static str> {
+    if certificate.height != height || certificate.value != value {
+        return Err("certificate is for another height or value");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for vote in &certificate.precommits {
+        let m = vote.message;
+        if m.vote_type != VoteType::Precommit
+            || m.height != height
+            || m.round != certificate.round
+            || m.value != Some(value)
+        {
+            return Err("a precommit does not match the certificate");
+        }
+        if !seen.insert(m.validator) {
+            return Err("a validator appears twice");
+        }
+    }
+    let verdicts = verify_votes(chain_id, validators, &certificate.precommits);
+    if verdicts.iter().any(|v| v.is_err()) {
+        return Err("a precommit has a bad signature or an unknown signer");
+    }
+    let power: u64 = seen.iter().filter_map(|id| validators.power(id)).sum();
+    if !validators.is_quorum(power) {
+        return Err("precommits hold no quorum");
+    }
+    Ok(())
+}
+
+fn check_evidence(
+    chain_id: &str,
+    validators: &ValidatorSet,
+    evidence: &Evidence,
+    height: Height,
+) -> Result<(), &'static str> {
+    let Evidence::DuplicateVote { first, second } = evidence else {
+        return Err("only duplicate votes are committed as evidence");
+    };
+    let (a, b) = (first.message, second.message);
+    if (a.validator, a.height, a.round, a.vote_type)
+        != (b.validator, b.height, b.round, b.vote_type)
+        || a.value == b.value
+    {
+        return Err("the votes do not conflict");
+    }
+    if a.height >= height {
+        return Err("evidence from the future");
+    }
+    let pair: [SignedVote; 2] = [*first, *second];
+    if verify_votes(chain_id, validators, &pair)
+        .iter()
+        .any(|v| v.is_err())
+    {
+        return Err("a vote has a bad signature or an unknown signer");
+    }
+    Ok(())
+}
+
+/// A hash identifying a piece of evidence.
+pub fn evidence_id(evidence: &Evidence) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    if let Evidence::DuplicateVote { first, second } = evidence {
+        let (x, y) = if first.signature.0 <= second.signature.0 {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        hasher.update(&Message::Vote(*x).encode());
+        hasher.update(&Message::Vote(*y).encode());
+    }
+    *hasher.finalize().as_bytes()
+}
+
+impl Chain {
+    /// Opens the chain database under `dir` (creating it at genesis).
+    pub fn open(dir: &Path, genesis: Genesis, threads: usize) -> Result<Chain, ChainError> {
+        let storage = SledStorage::open(&dir.join("state.db"), &genesis.initial_state())?;
+        let executor = ParallelExecutor::new(ExecutorConfig {
+            threads,
+            ..ExecutorConfig::default()
+        })
+        .map_err(|e| ChainError::Corrupt(format!("executor pool: {e}")))?;
+        let validators = genesis.validator_set();
+        let mut chain = Chain {
+            chain_id: genesis.chain_id(),
+            validators_hash: validators_hash(&validators),
+            validators,
+            storage,
+            executor,
+            last: Last {
+                height: Height(genesis.initial_height - 1),
+                hash: ValueId([0; 32]),
+                time_ms: genesis.genesis_time_ms(),
+            },
+            genesis,
+            validated: Mutex::new(BTreeMap::new()),
+        };
+        let height = chain.height_of_storage(chain.storage.height());
+        if chain.storage.height() > 0 {
+            let block = chain
+                .block(height)?
+                .ok_or_else(|| ChainError::Corrupt(format!("block {height:?} is missing")))?;
+            if block.block.header.state_root != chain.storage.root() {
+                return Err(ChainError::Corrupt(
+                    "the last block's state root is not the stored state's".into(),
+                ));
+            }
+            chain.last = Last {
+                height,
+                hash: block.hash,
+                time_ms: block.block.header.time_ms,
+            };
+        }
+        Ok(chain)
+    }
+
+    fn height_of_storage(&self, storage_height: u64) -> Height {
+        Height(self.genesis.initial_height - 1 + storage_height)
+    }
+
+    pub fn chain_id(&self) -> &ChainId {
+        &self.chain_id
+    }
+
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.validators
+    }
+
+    /// The last committed height (initial height − 1 before the first block).
+    pub fn height(&self) -> Height {
+        self.last.height
+    }
+
+    pub fn last_hash(&self) -> ValueId {
+        self.last.hash
+    }
+
+    pub fn last_time_ms(&self) -> u64 {
+        self.last.time_ms
+    }
+
+    pub fn state(&self) -> &SledStorage {
+        &self.storage
+    }
+
+    pub fn state_root(&self) -> [u8; 32] {
+        self.storage.root().0
+    }
+
+    pub fn account(&self, address: &Address) -> Result<Account, ChainError> {
+        Ok(match self.storage.get(&StateKey::Account(*address))? {
+            Some(StateValue::Account(account)) => account,
+            _ => Account::default(),
+        })
+    }
+
+    /// Builds this node's proposal for the next height from `txs` (executed in order, recording
+    /// access sets), and caches its outcome.
+    pub fn build(
+        &self,
+        proposer: ValidatorId,
+        txs: Vec<Transaction>,
+        last_commit: Option<CommitCertificate>,
+        evidence: Vec<Evidence>,
+        now_ms: u64,
+    ) -> Result<SealedBlock, ChainError> {
+        let proposal = propose(&self.storage, &txs)?;
+        let header = Header {
+            chain_id: self.chain_id.clone(),
+            height: self.last.height.next(),
+            time_ms: now_ms.max(self.last.time_ms + 1),
+            prev_hash: self.last.hash.0,
+            proposer,
+            tx_root: [0; 32],
+            dag_root: [0; 32],
+            state_root: proposal.outcome.state_root,
+            last_commit_hash: [0; 32],
+            validators_hash: self.validators_hash,
+            evidence_hash: [0; 32],
+        };
+        let block = SealedBlock::new(Block::seal(
+            header,
+            Body {
+                txs,
+                access: proposal.access,
+                dag: proposal.dag,
+                last_commit,
+                evidence,
+            },
+        ));
+        self.remember(block.clone(), proposal.outcome);
+        Ok(block)
+    }
+
+    fn remember(&self, block: SealedBlock, outcome: BlockOutcome) {
+        let mut validated = self.validated.lock();
+        if validated.len() >= VALIDATED_MAX {
+            let oldest = *validated.keys().next().expect("non-empty");
+            validated.remove(&oldest);
+        }
+        validated.insert(block.hash, Arc::new(Validated { block, outcome }));
+    }
+
+    /// Whether a block with this hash has been validated (or built) and awaits commit.
+    pub fn is_validated(&self, hash: &ValueId) -> bool {
+        self.validated.lock().contains_key(hash)
+    }
+
+    /// Fully validates a block for the next height: header, limits, last commit, evidence,
+    /// signatures (skipping those `verified` says were checked already), the DAG, parallel
+    /// execution and the state root. Caches the outcome for commit.
+    pub fn validate(
+        &self,
+        block: &SealedBlock,
+        expected_proposer: Option<ValidatorId>,
+        now_ms: u64,
+        verified: &dyn Fn(&TxHash) -> bool,
+    ) -> Result<(), Invalid> {
+        if self.is_validated(&block.hash) {
+            return Ok(());
+        }
+        let b = &block.block;
+        let h = &b.header;
+        if h.chain_id != self.chain_id {
+            return Err(Invalid::ChainId {
+                expected: self.chain_id.as_str().to_owned(),
+                got: h.chain_id.as_str().to_owned(),
+            });
+        }
+        let next = self.last.height.next();
+        if h.height != next {
+            return Err(Invalid::Height {
+                expected: next,
+                got: h.height,
+            });
+        }
+        if h.prev_hash != self.last.hash.0 {
+            return Err(Invalid::PrevHash);
+        }
+        if h.time_ms <= self.last.time_ms || h.time_ms > now_ms.saturating_add(CLOCK_DRIFT_MAX_MS) {
+            return Err(Invalid::Time {
+                got: h.time_ms,
+                after: self.last.time_ms,
+                now: now_ms,
+            });
+        }
+        if expected_proposer.is_some_and(|p| p != h.proposer) {
+            return Err(Invalid::Proposer(h.proposer));
+        }
+        if h.validators_hash != self.validators_hash {
+            return Err(Invalid::ValidatorsHash);
+        }
+        let params = &self.genesis.consensus;
+        if b.txs.len() as u64 > params.block_max_txs
+            || block.bytes.len() as u64 > params.block_max_bytes
+        {
+            return Err(Invalid::TooLarge {
+                txs: b.txs.len(),
+                bytes: block.bytes.len(),
+            });
+        }
+        let chain = self.chain_id.as_str();
+        match (&b.last_commit, h.height.0 > self.genesis.initial_height) {
+            (None, false) => {}
+            (Some(certificate), true) => {
+                check_certificate(
+                    chain,
+                    &self.validators,
+                    certificate,
+                    self.last.height,
+                    self.last.hash,
+                )
+                .map_err(Invalid::LastCommit)?;
+            }
+            (None, true) => return Err(Invalid::LastCommit("missing")),
+            (Some(_), false) => return Err(Invalid::LastCommit("the initial height has none")),
+        }
+        for (index, evidence) in b.evidence.iter().enumerate() {
+            check_evidence(chain, &self.validators, evidence, h.height)
+                .map_err(|reason| Invalid::Evidence { index, reason })?;
+            if self.evidence_committed(evidence).unwrap_or(false) {
+                return Err(Invalid::Evidence {
+                    index,
+                    reason: "already committed",
+                });
+            }
+        }
+        if let Some(index) = b.txs.iter().position(|tx| tx.chain_id != self.chain_id) {
+            return Err(Invalid::TxChainId { index });
+        }
+        let unchecked: Vec<usize> = (0..b.txs.len())
+            .filter(|&i| !verified(&b.txs[i].hash()))
+            .collect();
+        if !unchecked.is_empty() {
+            let txs: Vec<Transaction> = unchecked.iter().map(|&i| b.txs[i].clone()).collect();
+            let verdicts = self.executor.install(|| verify_signatures(&txs));
+            if let Some(position) = verdicts.iter().position(|v| v.is_err()) {
+                return Err(Invalid::TxSignature {
+                    index: unchecked[position],
+                });
+            }
+        }
+        let outcome = validate_block(
+            &self.executor,
+            &self.storage,
+            &b.txs,
+            &b.access,
+            &b.dag,
+            h.state_root,
+        )?;
+        self.remember(block.clone(), outcome);
+        Ok(())
+    }
+
+    fn evidence_committed(&self, evidence: &Evidence) -> Result<bool, ChainError> {
+        Ok(self
+            .storage
+            .aux_get(&hash_key(AUX_EVIDENCE, &evidence_id(evidence)))?
+            .is_some())
+    }
+
+    /// Commits a validated block decided by `certificate`, atomically.
+    pub fn commit(&mut self, certificate: &CommitCertificate) -> Result<Committed, ChainError> {
+        let validated = self
+            .validated
+            .lock()
+            .get(&certificate.value)
+            .cloned()
+            .ok_or(ChainError::NotValidated(certificate.value))?;
+        let block = &validated.block;
+        let height = block.block.header.height;
+        let mut aux: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(4 + block.block.txs.len());
+        aux.push((height_key(AUX_BLOCK, height), block.bytes.to_vec()));
+        aux.push((
+            height_key(AUX_CERTIFICATE, height),
+            Message::Commit(certificate.clone()).encode(),
+        ));
+        aux.push((
+            hash_key(AUX_HASH, &block.hash.0),
+            height.0.to_be_bytes().to_vec(),
+        ));
+        let codes: Vec<u8> = validated
+            .outcome
+            .results
+            .iter()
+            .map(|r| r.code as u8)
+            .collect();
+        aux.push((height_key(AUX_RESULTS, height), codes.clone()));
+        let mut tx_hashes = Vec::with_capacity(block.block.txs.len());
+        for (index, tx) in block.block.txs.iter().enumerate() {
+            let hash = tx.hash();
+            let mut location = height.0.to_be_bytes().to_vec();
+            location.extend_from_slice(&(index as u32).to_be_bytes());
+            location.push(codes[index]);
+            aux.push((hash_key(AUX_TX, &hash.0), location));
+            tx_hashes.push(hash);
+        }
+        for evidence in &block.block.evidence {
+            aux.push((
+                hash_key(AUX_EVIDENCE, &evidence_id(evidence)),
+                height.0.to_be_bytes().to_vec(),
+            ));
+        }
+        let storage_height = self.storage.height() + 1;
+        self.storage
+            .commit_with(storage_height, &validated.outcome.changes, &aux)?;
+        self.last = Last {
+            height,
+            hash: block.hash,
+            time_ms: block.block.header.time_ms,
+        };
+        self.validated
+            .lock()
+            .retain(|_, v| v.block.block.header.height > height);
+        Ok(Committed {
+            block: block.clone(),
+            outcome: validated.outcome.clone(),
+            tx_hashes,
+        })
+    }
+
+    /// Checks and commits a block obtained by block sync.
+    pub fn apply_synced(
+        &mut self,
+        synced: &SyncBlock,
+        now_ms: u64,
+    ) -> Result<Committed, ChainError> {
+        let block = SealedBlock::decode(Arc::from(synced.block.as_slice()))
+            .map_err(|e| Invalid::Decode(e.to_string()))?;
+        check_certificate(
+            self.chain_id.as_str(),
+            &self.validators,
+            &synced.certificate,
+            synced.height,
+            block.hash,
+        )
+        .map_err(Invalid::LastCommit)?;
+        self.validate(&block, None, now_ms, &|_| false)?;
+        self.commit(&synced.certificate)
+    }
+
+    pub fn block(&self, height: Height) -> Result<Option<SealedBlock>, ChainError> {
+        match self.storage.aux_get(&height_key(AUX_BLOCK, height))? {
+            None => Ok(None),
+            Some(bytes) => SealedBlock::decode(Arc::from(bytes))
+                .map(Some)
+                .map_err(|e| ChainError::Corrupt(format!("block {height:?}: {e}"))),
+        }
+    }
+
+    pub fn certificate(&self, height: Height) -> Result<Option<CommitCertificate>, ChainError> {
+        match self.storage.aux_get(&height_key(AUX_CERTIFICATE, height))? {
+            None => Ok(None),
+            Some(bytes) => match Message::decode(&bytes) {
+                Ok(Message::Commit(certificate)) => Ok(Some(certificate)),
+                _ => Err(ChainError::Corrupt(format!("certificate {height:?}"))),
+            },
+        }
+    }
+
+    pub fn results(&self, height: Height) -> Result<Option<Vec<u8>>, ChainError> {
+        Ok(self.storage.aux_get(&height_key(AUX_RESULTS, height))?)
+    }
+
+    pub fn height_of(&self, hash: &ValueId) -> Result<Option<Height>, ChainError> {
+        Ok(self
+            .storage
+            .aux_get(&hash_key(AUX_HASH, &hash.0))?
+            .and_then(|bytes| {
+                bytes
+                    .try_into()
+                    .ok()
+                    .map(|b: [u8; 8]| Height(u64::from_be_bytes(b)))
+            }))
+    }
+
+    pub fn tx(&self, hash: &TxHash) -> Result<Option<TxLocation>, ChainError> {
+        let Some(bytes) = self.storage.aux_get(&hash_key(AUX_TX, &hash.0))? else {
+            return Ok(None);
+        };
+        if bytes.len() != 13 {
+            return Err(ChainError::Corrupt("tx index entry".into()));
+        }
+        Ok(Some(TxLocation {
+            height: Height(u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"))),
+            index: u32::from_be_bytes(bytes[8..12].try_into().expect("4 bytes")),
+            code: bytes[12],
+        }))
+    }
+
+    /// Blocks with certificates from `from` on, for block sync: at most `count` and about
+    /// `max_bytes`.
+    pub fn sync_blocks(&self, from: Height, count: u32, max_bytes: usize) -> Vec<SyncBlock> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for height in from.0..from.0.saturating_add(u64::from(count)) {
+            let (Ok(Some(block)), Ok(Some(certificate))) = (
+                self.storage.aux_get(&height_key(AUX_BLOCK, Height(height))),
+                self.certificate(Height(height)),
+            ) else {
+                break;
+            };
+            bytes += block.len();
+            if bytes > max_bytes && !out.is_empty() {
+                break;
+            }
+            out.push(SyncBlock {
+                height: Height(height),
+                block,
+                certificate,
+            });
+        }
+        out
+    }
+
+    /// Verifies the stored state against its root (startup check).
+    pub fn verify_integrity(&self) -> Result<(), ChainError> {
+        Ok(self.storage.verify_integrity()?)
+    }
+}
+
+/// The code a committed tx got, as a name for RPC.
+pub fn code_name(code: u8) -> &'static str {
+    match code {
+        c if c == TxCode::Ok as u8 => "ok",
+        c if c == TxCode::BadNonce as u8 => "bad_nonce",
+        c if c == TxCode::InsufficientFunds as u8 => "insufficient_funds",
+        c if c == TxCode::UnknownName as u8 => "unknown_name",
+        c if c == TxCode::NameTaken as u8 => "name_taken",
+        c if c == TxCode::BalanceOverflow as u8 => "balance_overflow",
+        _ => "unknown",
+    }
+}
