@@ -264,6 +264,12 @@ impl SledStorage {
         self.commit_batch(height, changes, batch)
     }
 
+    /// Flushes everything to disk (commits already do; this is for a clean shutdown).
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// A record stored by [`SledStorage::commit_with`].
     pub fn aux_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.tree.get(key)?.map(|v| v.to_vec()))

@@ -5,11 +5,13 @@
 //! of `weft-consensus` and runs the effects it returns.
 
 pub mod block;
+pub mod byzantine;
 pub mod chain;
 pub mod config;
 pub mod context;
+pub mod driver;
 pub mod guard;
 pub mod mempool;
 pub mod metrics;
-pub mod wal;
 pub mod node;
+pub mod wal;

@@ -1,21 +1,272 @@
 //! Starting and stopping a node: opens the home, builds every part, runs until shutdown.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
+use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
+use tokio::sync::{broadcast, watch};
+use weft_consensus::{Height, SignedProposal};
+use weft_genesis::{Genesis, read_key_file};
+use weft_gossip::net::keypair_from_secret;
+use weft_gossip::{GossipConfig, GossipMode, Hooks, SyncBlock, TxVerdict};
 
+use crate::block::SealedBlock;
+use crate::chain::Chain;
 use crate::config::{Config, Home};
+use crate::context::{ConsensusStatus, EVENTS_MAX, NodeContext, NodeInfo};
+use crate::driver::{Byzantine, Driver, DriverSetup};
+use crate::mempool::{AdmitError, Mempool, MempoolConfig};
+use crate::metrics::NodeMetrics;
 
 #[derive(Debug, Error)]
 pub enum NodeError {
     #[error("{0}")]
     Setup(String),
+    #[error("consensus stopped: {0}")]
+    Driver(#[from] crate::driver::DriverError),
+}
+
+fn setup(error: impl std::fmt::Display) -> NodeError {
+    NodeError::Setup(error.to_string())
+}
+
+/// The byzantine switch, read from `WEFT_BYZANTINE` (tests only: `extra-edge`, `missing-edge`,
+/// `under-declared`, `equivocate`).
+fn byzantine_switch() -> Result<Byzantine, NodeError> {
+    match std::env::var("WEFT_BYZANTINE") {
+        Err(_) => Ok(Byzantine::None),
+        Ok(value) => serde_json::from_value(serde_json::Value::String(value.clone()))
+            .map_err(|_| setup(format!("WEFT_BYZANTINE={value:?} is not a known lie"))),
+    }
+}
+
+fn verdict(result: &Result<weft_execution::TxHash, AdmitError>) -> TxVerdict {
+    match result {
+        Ok(_) => TxVerdict::Accept,
+        Err(
+            AdmitError::Malformed(_)
+            | AdmitError::TooLarge { .. }
+            | AdmitError::BadSignature(_)
+            | AdmitError::WrongChainId { .. },
+        ) => TxVerdict::Reject,
+        Err(_) => TxVerdict::Ignore,
+    }
 }
 
 /// Runs the node in `home` with `config` until `shutdown` completes, then stops cleanly:
-/// flushes the WAL and the database and closes the listeners.
-pub async fn run(home: &Home, config: Config, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
-    let _ = (home, config);
-    shutdown.await;
-    Err(NodeError::Setup("the node is being assembled".into()))
+/// consensus stops and syncs its WAL, the listeners close, and the database is flushed.
+pub async fn run(
+    home: &Home,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let genesis = Genesis::load(&home.genesis()).map_err(setup)?;
+    let node_key = read_key_file(&home.node_key()).map_err(setup)?;
+    let validator_key = if home.validator_key().exists() {
+        Some(read_key_file(&home.validator_key()).map_err(setup)?)
+    } else {
+        None
+    };
+    let data = home.data(&config);
+    std::fs::create_dir_all(&data).map_err(|e| setup(format!("{}: {e}", data.display())))?;
+    let threads = match config.execution.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let chain = Chain::open(&data.join("chain"), genesis.clone(), threads).map_err(setup)?;
+    chain
+        .verify_integrity()
+        .map_err(|e| setup(format!("database {}: {e}", data.join("chain").display())))?;
+    let chain_id = chain.chain_id().clone();
+    let validators = chain.validators().clone();
+    let chain = Arc::new(RwLock::new(chain));
+    let mempool_config = MempoolConfig {
+        size: config.mempool.size,
+        max_bytes: config.mempool.max_bytes,
+        tx_bytes_max: config.mempool.tx_bytes_max,
+        cache_size: config.mempool.cache_size,
+        ..MempoolConfig::default()
+    };
+    mempool_config.validate().map_err(setup)?;
+    let mempool = Arc::new(Mutex::new(Mempool::new(mempool_config, chain_id.clone())));
+    let metrics = Arc::new(NodeMetrics::new().map_err(setup)?);
+    metrics.consensus_validators.set(validators.len() as i64);
+    metrics
+        .consensus_height
+        .set(chain.read().height().0 as i64);
+
+    // Gossip, with the node's hooks: tx admission, the block store, the proposal-block binding.
+    let mut gossip_config = GossipConfig::new(
+        keypair_from_secret(&node_key),
+        chain_id.as_str(),
+        validators.clone(),
+    );
+    gossip_config.listen = config.p2p.listen.parse().map_err(setup)?;
+    gossip_config.static_peers = config
+        .p2p
+        .persistent_peers
+        .iter()
+        .map(|p| p.parse().map_err(setup))
+        .collect::<Result<_, _>>()?;
+    gossip_config.mode = match config.p2p.gossip.as_str() {
+        "plain" => GossipMode::Plain,
+        _ => GossipMode::Semantic,
+    };
+    gossip_config.limits.connections_max = config.p2p.max_connections;
+    let hooks = {
+        let (chain_t, mempool_t, metrics_t) = (chain.clone(), mempool.clone(), metrics.clone());
+        let chain_b = chain.clone();
+        Hooks {
+            txs: Arc::new(move |txs: &[Vec<u8>]| {
+                let chain = chain_t.read();
+                let mut mempool = mempool_t.lock();
+                let verdicts = mempool.check_batch(txs, chain.state());
+                metrics_t.mempool_size.set(mempool.len() as i64);
+                verdicts.iter().map(verdict).collect()
+            }),
+            blocks: Arc::new(move |from: Height, count: u32, max: usize| -> Vec<SyncBlock> {
+                chain_b.read().sync_blocks(from, count, max)
+            }),
+            block_check: Arc::new(|proposal: &SignedProposal, bytes: &[u8]| {
+                match SealedBlock::decode(Arc::from(bytes)) {
+                    Ok(block) => {
+                        let p = proposal.message;
+                        block.hash == p.value
+                            && block.block.header.height == p.height
+                            && block.block.header.proposer == p.proposer
+                    }
+                    Err(_) => false,
+                }
+            }),
+        }
+    };
+    let (gossip, events) = weft_gossip::spawn(gossip_config, hooks)
+        .await
+        .map_err(setup)?;
+    gossip
+        .metrics()
+        .register(&metrics.registry)
+        .map_err(setup)?;
+
+    let info = NodeInfo {
+        moniker: config.moniker.clone(),
+        chain_id: chain_id.as_str().to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        peer_id: gossip.peer_id().to_string(),
+        validator: validator_key.as_ref().map(|k| hex::encode(k.public())),
+        p2p_addrs: gossip
+            .listen_addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+        rpc_addr: config.rpc.laddr.clone(),
+    };
+    let (events_tx, _) = broadcast::channel(EVENTS_MAX);
+    let ctx = Arc::new(NodeContext {
+        config: config.clone(),
+        info,
+        chain: chain.clone(),
+        mempool,
+        gossip: gossip.clone(),
+        events: events_tx,
+        consensus: Arc::new(Mutex::new(ConsensusStatus::default())),
+        evidence: Arc::new(Mutex::new(Vec::new())),
+        metrics: metrics.clone(),
+    });
+
+    // Consensus.
+    let params = {
+        let mut params = genesis.timeout_params();
+        let c = &config.consensus;
+        if let Some(ms) = c.timeout_propose_ms {
+            params.propose_ms = ms;
+        }
+        if let Some(ms) = c.timeout_prevote_ms {
+            params.prevote_ms = ms;
+        }
+        if let Some(ms) = c.timeout_precommit_ms {
+            params.precommit_ms = ms;
+        }
+        params
+    };
+    let commit_delay = Duration::from_millis(
+        config
+            .consensus
+            .timeout_commit_ms
+            .unwrap_or(genesis.consensus.timeout_commit_ms),
+    );
+    let block_max_txs = config
+        .consensus
+        .block_max_txs
+        .unwrap_or(genesis.consensus.block_max_txs)
+        .min(genesis.consensus.block_max_txs) as usize;
+    let block_max_bytes = config
+        .consensus
+        .block_max_bytes
+        .unwrap_or(genesis.consensus.block_max_bytes)
+        .min(genesis.consensus.block_max_bytes) as usize;
+    let driver = Driver::open(
+        ctx.clone(),
+        DriverSetup {
+            key: validator_key.map(|k| k.signing_key()),
+            wal_path: data.join("cs.wal"),
+            guard_path: data.join("last_signed"),
+            params,
+            commit_delay,
+            // Room for the header and last commit beside the txs.
+            block_max_txs,
+            block_max_bytes: block_max_bytes.saturating_sub(64 * 1024),
+            byzantine: byzantine_switch()?,
+        },
+    )?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut driver_task = tokio::spawn(driver.run(events, stop_rx));
+
+    // Operator interfaces.
+    // RPC_WIRING: let (rpc, rpc_addr) = crate::rpc::serve(ctx.clone()).await.map_err(setup)?;
+    let rpc_addr = &config.rpc.laddr;
+    let metrics_task = if config.metrics.laddr.is_empty() {
+        None
+    } else {
+        let addr = config.metrics.laddr.parse().map_err(setup)?;
+        Some(
+            crate::metrics::serve(metrics.clone(), addr)
+                .await
+                .map_err(|e| setup(format!("metrics {addr}: {e}")))?,
+        )
+    };
+    tracing::info!(
+        peer_id = %gossip.peer_id(),
+        p2p = ?gossip.listen_addrs(),
+        rpc = %rpc_addr,
+        height = ?chain.read().height(),
+        "node started"
+    );
+
+    let outcome = tokio::select! {
+        () = shutdown => None,
+        result = &mut driver_task => Some(result),
+    };
+    let _ = stop_tx.send(true);
+    let result = match outcome {
+        Some(result) => result,
+        None => driver_task.await,
+    };
+    // RPC_WIRING: let _ = rpc.stop(); rpc.stopped().await;
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
+    gossip.shutdown().await;
+    chain
+        .read()
+        .state()
+        .flush()
+        .map_err(|e| setup(format!("flushing the database: {e}")))?;
+    tracing::info!("node stopped");
+    match result {
+        Ok(outcome) => outcome.map_err(NodeError::from),
+        Err(join) => Err(setup(format!("consensus task failed: {join}"))),
+    }
 }
