@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use tokio::sync::mpsc;
 use weft_consensus::{
-    CommitCertificate, Effect, Evidence, Height, Input, Machine, Round, SignedProposal,
-    SignedVote, TimeoutParams, ValidatorId, ValidatorSet, Validity, WalEntry, replay,
+    CommitCertificate, Effect, Evidence, Height, Input, Machine, Round, SignedProposal, SignedVote,
+    TimeoutParams, ValidatorId, ValidatorSet, Validity, WalEntry, replay,
 };
 use weft_execution::Transaction;
 use weft_gossip::cluster::{sign_proposal, sign_vote};

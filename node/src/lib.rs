@@ -7,6 +7,7 @@
 pub mod block;
 pub mod byzantine;
 pub mod chain;
+pub mod cli;
 pub mod config;
 pub mod context;
 pub mod driver;

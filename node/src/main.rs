@@ -1,25 +1,17 @@
-//! `weft`, the Weft validator node.
-//!
-//! Only `weft version` exists so far. `init`, `start`, `keys`, `status` and `tx` arrive with the
-//! node issue; until then the binary offers nothing it cannot do.
+//! `weft`, the Weft validator node. The commands live in [`weft_node::cli`]; this file only
+//! parses the command line, runs it, and turns an error into a message and a non-zero exit.
 
-use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
-#[derive(Parser)]
-#[command(name = "weft", version, about = "The Weft validator node")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+use clap::Parser;
+use weft_node::cli::{Cli, run};
 
-#[derive(Subcommand)]
-enum Command {
-    /// Print the version.
-    Version,
-}
-
-fn main() {
-    match Cli::parse().command {
-        Command::Version => println!("weft {}", env!("CARGO_PKG_VERSION")),
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -93,9 +93,7 @@ pub async fn run(
     let mempool = Arc::new(Mutex::new(Mempool::new(mempool_config, chain_id.clone())));
     let metrics = Arc::new(NodeMetrics::new().map_err(setup)?);
     metrics.consensus_validators.set(validators.len() as i64);
-    metrics
-        .consensus_height
-        .set(chain.read().height().0 as i64);
+    metrics.consensus_height.set(chain.read().height().0 as i64);
 
     // Gossip, with the node's hooks: tx admission, the block store, the proposal-block binding.
     let mut gossip_config = GossipConfig::new(
@@ -126,9 +124,11 @@ pub async fn run(
                 metrics_t.mempool_size.set(mempool.len() as i64);
                 verdicts.iter().map(verdict).collect()
             }),
-            blocks: Arc::new(move |from: Height, count: u32, max: usize| -> Vec<SyncBlock> {
-                chain_b.read().sync_blocks(from, count, max)
-            }),
+            blocks: Arc::new(
+                move |from: Height, count: u32, max: usize| -> Vec<SyncBlock> {
+                    chain_b.read().sync_blocks(from, count, max)
+                },
+            ),
             block_check: Arc::new(|proposal: &SignedProposal, bytes: &[u8]| {
                 match SealedBlock::decode(Arc::from(bytes)) {
                     Ok(block) => {
