@@ -30,6 +30,8 @@ pub const HEIGHTS_KEPT: u64 = 2;
 pub const VOTES_PER_SIGNER_HEIGHT_MAX: u32 = 512;
 /// Most distinct proposals handled per height (an equivocating proposer signs any number).
 pub const PROPOSALS_PER_HEIGHT_MAX: usize = 256;
+/// Proposals per height kept whole (with their blocks) for peers that connect later.
+pub const PROPOSALS_HELD_PER_HEIGHT: usize = 4;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum GossipMode {
@@ -86,6 +88,8 @@ pub struct Router {
     per_signer: BTreeMap<(Height, ValidatorId), u32>,
     /// Proposals already handled, by height.
     proposals: BTreeMap<Height, BTreeSet<[u8; 32]>>,
+    /// The latest proposals of each kept height, for peers that connect later.
+    held_proposals: BTreeMap<Height, VecDeque<Message>>,
     highest: Height,
     pub counters: RouterCounters,
 }
@@ -99,19 +103,44 @@ impl Router {
             votes: BTreeMap::new(),
             per_signer: BTreeMap::new(),
             proposals: BTreeMap::new(),
+            held_proposals: BTreeMap::new(),
             highest: Height(0),
             counters: RouterCounters::default(),
         }
     }
 
-    /// Adds a peer slot; returns its index. Slots of departed peers are reused.
+    /// Adds a peer slot; returns its index. Slots of departed peers are reused. The new peer's
+    /// queue starts with what the router holds for the kept heights (votes, and the latest
+    /// proposals), so a peer that connects late or reconnects catches up on the heights in
+    /// progress: consensus assumes every message between correct nodes is eventually
+    /// delivered.
     pub fn add_peer(&mut self) -> usize {
-        if let Some(index) = self.peers.iter().position(|p| p.vacant) {
-            self.peers[index] = Peer::default();
-            return index;
+        let index = match self.peers.iter().position(|p| p.vacant) {
+            Some(index) => {
+                self.peers[index] = Peer::default();
+                index
+            }
+            None => {
+                self.peers.push(Peer::default());
+                self.peers.len() - 1
+            }
+        };
+        let held: Vec<Message> = self
+            .held_proposals
+            .values()
+            .flatten()
+            .cloned()
+            .chain(
+                self.votes
+                    .values()
+                    .flat_map(|votes| votes.values().map(|v| Message::Vote(*v))),
+            )
+            .collect();
+        let queue = &mut self.peers[index].queue;
+        for message in held.into_iter().take(PEER_QUEUE_MAX) {
+            queue.push_back(message);
         }
-        self.peers.push(Peer::default());
-        self.peers.len() - 1
+        index
     }
 
     /// Forgets a departed peer: its queue and everything known about it. The slot is reused by
@@ -240,6 +269,11 @@ impl Router {
             self.counters.duplicates_received += 1;
             return Vec::new();
         }
+        let held = self.held_proposals.entry(height).or_default();
+        if held.len() >= PROPOSALS_HELD_PER_HEIGHT {
+            held.pop_front();
+        }
+        held.push_back(message.clone());
         self.enqueue_except(from, message.clone());
         vec![message]
     }
@@ -254,6 +288,7 @@ impl Router {
         self.votes.retain(|topic, _| topic.0 >= floor);
         self.per_signer.retain(|(h, _), _| *h >= floor);
         self.proposals.retain(|h, _| *h >= floor);
+        self.held_proposals.retain(|h, _| *h >= floor);
         for peer in &mut self.peers {
             peer.known.retain(|key| key.0 >= floor);
             peer.quorums_sent.retain(|topic| topic.0 >= floor);

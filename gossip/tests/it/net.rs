@@ -535,3 +535,42 @@ async fn a_genuine_proposal_paired_with_another_block_is_refused() {
     .await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_connects_late_receives_the_heights_in_progress() {
+    let overlay = generate(2, 1, 0, 4).unwrap();
+    let cluster = Cluster::start(overlay, GossipMode::Semantic, CHAIN, |_, _| {})
+        .await
+        .unwrap();
+    cluster.wait_connected(DEADLINE).await.unwrap();
+    let proposal = cluster.proposal(0, Height(1), Round(0), AGREED);
+    cluster.members[0]
+        .handle
+        .publish(Message::proposal_without_block(proposal));
+    for i in 0..2 {
+        let vote = cluster.vote(i, VoteType::Prevote, Height(1), Round(0), Some(AGREED));
+        cluster.members[i].handle.publish(Message::Vote(vote));
+    }
+    // A third node, with a validator key outside the cluster's, joins after all that.
+    let keypair = libp2p::identity::Keypair::generate_ed25519();
+    let mut config = weft_gossip::GossipConfig::new(keypair, CHAIN, cluster.validators.clone());
+    config.static_peers = vec![cluster.members[0].handle.listen_addrs()[0].clone()];
+    let (late, mut events) = weft_gossip::spawn(config, Hooks::default()).await.unwrap();
+    let mut got = (false, BTreeSet::new());
+    let until = Instant::now() + DEADLINE;
+    while !(got.0 && got.1.len() == 2) {
+        let left = until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Some(GossipEvent::Consensus { message, .. })) => match message {
+                Message::Proposal { proposal: p, .. } => got.0 |= p == proposal,
+                Message::Vote(v) => {
+                    got.1.insert(v.message.validator);
+                }
+                _ => {}
+            },
+            other => panic!("the late peer got {got:?} and then {other:?}"),
+        }
+    }
+    late.shutdown().await;
+    cluster.shutdown().await;
+}
