@@ -152,6 +152,21 @@ impl Router {
         };
     }
 
+    /// Everything the router holds for heights ≥ `from`: the latest proposals, then the votes.
+    /// A node whose consensus restarted (after block sync) takes these back, since they were
+    /// delivered to the state it dropped.
+    pub fn held(&self, from: Height) -> Vec<Message> {
+        self.held_proposals
+            .range(from..)
+            .flat_map(|(_, proposals)| proposals.iter().cloned())
+            .chain(
+                self.votes
+                    .range((from, Round(0), VoteType::Prevote, None)..)
+                    .flat_map(|(_, votes)| votes.values().map(|v| Message::Vote(*v))),
+            )
+            .collect()
+    }
+
     /// Replaces the validator set (at a height where it changes).
     pub fn set_validators(&mut self, validators: ValidatorSet) {
         self.validators = validators;

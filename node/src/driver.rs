@@ -544,6 +544,17 @@ impl Driver {
         self.feed(Input::Proposal { proposal, validity })
     }
 
+    fn on_message(&mut self, message: Message) -> Result<(), DriverError> {
+        match message {
+            Message::Vote(vote) => self.feed(Input::Vote(vote)),
+            Message::Proposal { proposal, block } => match SealedBlock::decode(block) {
+                Ok(block) => self.on_proposal(proposal, block),
+                Err(_) => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
     fn on_timeout_due(&mut self) -> Result<(), DriverError> {
         let now = Instant::now();
         if self.start_next_at.is_some_and(|at| at <= now) {
@@ -618,6 +629,10 @@ impl Driver {
             self.machine = Machine::new(self.me, self.validators.clone());
             self.log.clear();
             self.start_height(height.next())?;
+            // What gossip delivered for these heights went to the machine just dropped.
+            for message in self.ctx.gossip.held(height.next()) {
+                self.on_message(message)?;
+            }
         }
         Ok(())
     }
@@ -641,16 +656,8 @@ impl Driver {
             tokio::select! {
                 event = events.recv() => {
                     let Some(event) = event else { break };
-                    match event {
-                        GossipEvent::Consensus { message: Message::Vote(vote), .. } => {
-                            self.feed(Input::Vote(vote))?;
-                        }
-                        GossipEvent::Consensus { message: Message::Proposal { proposal, block }, .. } => {
-                            if let Ok(block) = SealedBlock::decode(block) {
-                                self.on_proposal(proposal, block)?;
-                            }
-                        }
-                        _ => {}
+                    if let GossipEvent::Consensus { message, .. } = event {
+                        self.on_message(message)?;
                     }
                 }
                 _ = sleep => self.on_timeout_due()?,

@@ -385,6 +385,12 @@ impl GossipHandle {
         notify_queued(&self.shared);
     }
 
+    /// The verified proposals and votes gossip holds for heights ≥ `from` (see
+    /// [`Router::held`]).
+    pub fn held(&self, from: Height) -> Vec<Message> {
+        self.shared.state.lock().router.held(from)
+    }
+
     /// Replaces the validator set used to verify consensus messages.
     pub fn set_validators(&self, validators: ValidatorSet) {
         let mut state = self.shared.state.lock();
