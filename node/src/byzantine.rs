@@ -15,9 +15,16 @@ pub fn lie(block: SealedBlock, kind: Byzantine) -> SealedBlock {
     let mut preds = honest.dag.pred_lists();
     let mut access = honest.access.clone();
     match kind {
-        // An edge the access sets do not justify (unless it is already there).
-        Byzantine::ExtraEdge if n >= 2 && !preds[n - 1].contains(&0) => {
-            preds[n - 1].insert(0, 0);
+        // An edge the access sets do not justify: the first pair without one.
+        Byzantine::ExtraEdge => {
+            let missing = (1..n).rev().find_map(|j| {
+                (0..j as u32)
+                    .find(|i| !preds[j].contains(i))
+                    .map(|i| (i, j))
+            });
+            let Some((i, j)) = missing else { return block };
+            let at = preds[j].partition_point(|p| *p < i);
+            preds[j].insert(at, i);
         }
         Byzantine::MissingEdge => match preds.iter_mut().find(|p| !p.is_empty()) {
             Some(list) => {
@@ -26,13 +33,16 @@ pub fn lie(block: SealedBlock, kind: Byzantine) -> SealedBlock {
             None => return block,
         },
         Byzantine::UnderDeclared if n >= 1 => {
-            // Drop a tx's declared write (its nonce bump): execution touches it anyway.
+            // Drop tx 0's first declared write (a failed tx has none; then its first read):
+            // execution touches the key anyway.
             let per_tx: Vec<Vec<_>> = (0..n)
                 .map(|i| {
                     let mut keys = access.tx_keys(i);
-                    if i == 0
-                        && let Some(pos) = keys.iter().position(|(_, m)| *m == AccessMode::Write)
-                    {
+                    if i == 0 && !keys.is_empty() {
+                        let pos = keys
+                            .iter()
+                            .position(|(_, m)| *m == AccessMode::Write)
+                            .unwrap_or(0);
                         keys.remove(pos);
                     }
                     keys
@@ -60,4 +70,67 @@ pub fn lie(block: SealedBlock, kind: Byzantine) -> SealedBlock {
             evidence,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use weft_consensus::ValidatorId;
+    use weft_execution::{Address, ChainId, Payload, Transaction};
+    use weft_genesis::{ConsensusParams, Genesis, SecretKey};
+
+    use super::*;
+    use crate::chain::Chain;
+
+    #[test]
+    fn every_lie_is_caught_by_validation() {
+        let dir = tempfile::tempdir().unwrap();
+        let validator = SecretKey([1; 32]);
+        let senders: Vec<SecretKey> = (2..6).map(|i| SecretKey([i; 32])).collect();
+        let genesis = Genesis::new(
+            "weft-lies",
+            1_000,
+            vec![("v".into(), validator.public(), 10)],
+            senders.iter().map(|k| (k.public(), 1_000_000)).collect(),
+            ConsensusParams::fast(),
+        )
+        .unwrap();
+        let chain = Chain::open(dir.path(), genesis, 2).unwrap();
+        let chain_id = ChainId::new("weft-lies").unwrap();
+        let proposer = ValidatorId(validator.public());
+        for count in [1usize, 2, 4] {
+            let txs: Vec<Transaction> = (0..count)
+                .map(|i| {
+                    Transaction::sign(
+                        chain_id.clone(),
+                        &senders[i % 2].signing_key(),
+                        (i / 2) as u64,
+                        Payload::Transfer {
+                            to: Address(senders[2 + i % 2].public()),
+                            amount: 1,
+                        },
+                    )
+                })
+                .collect();
+            let honest = chain.build(proposer, txs, None, Vec::new(), 2_000).unwrap();
+            for kind in [
+                Byzantine::ExtraEdge,
+                Byzantine::MissingEdge,
+                Byzantine::UnderDeclared,
+            ] {
+                let lying = lie(honest.clone(), kind);
+                if lying.hash == honest.hash {
+                    // Only these blocks leave nothing to lie about.
+                    let nothing = match kind {
+                        Byzantine::ExtraEdge => count < 2,
+                        Byzantine::MissingEdge => honest.block.dag.edge_count() == 0,
+                        _ => false,
+                    };
+                    assert!(nothing, "{kind:?} over {count} txs told no lie");
+                    continue;
+                }
+                let verdict = chain.validate(&lying, Some(proposer), 2_000, &|_| false);
+                assert!(verdict.is_err(), "{kind:?} over {count} txs was accepted");
+            }
+        }
+    }
 }

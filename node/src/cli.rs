@@ -654,7 +654,7 @@ fn status_summary(status: &Value, peers: Option<u64>) -> String {
         json_text(&node["id"]),
         json_text(&sync["latest_block_height"]),
         json_text(&sync["latest_block_hash"]),
-        json_text(&sync["latest_block_time"]),
+        json_text(&sync["latest_block_time_ms"]),
         json_text(&sync["catching_up"]),
     )
 }

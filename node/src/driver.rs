@@ -407,7 +407,11 @@ impl Driver {
         })?;
         Ok(match self.byzantine {
             Byzantine::None | Byzantine::Equivocate => block,
-            lie => crate::byzantine::lie(block, lie),
+            kind => {
+                let lying = crate::byzantine::lie(block, kind);
+                tracing::info!(height = ?lying.block.header.height, txs = lying.block.txs.len(), hash = ?lying.hash, ?kind, "byzantine: proposing a lying block");
+                lying
+            }
         })
     }
 

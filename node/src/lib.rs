@@ -15,4 +15,5 @@ pub mod guard;
 pub mod mempool;
 pub mod metrics;
 pub mod node;
+pub mod rpc;
 pub mod wal;

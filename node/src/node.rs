@@ -225,8 +225,7 @@ pub async fn run(
     let mut driver_task = tokio::spawn(driver.run(events, stop_rx));
 
     // Operator interfaces.
-    // RPC_WIRING: let (rpc, rpc_addr) = crate::rpc::serve(ctx.clone()).await.map_err(setup)?;
-    let rpc_addr = &config.rpc.laddr;
+    let (rpc, rpc_addr) = crate::rpc::serve(ctx.clone()).await.map_err(setup)?;
     let metrics_task = if config.metrics.laddr.is_empty() {
         None
     } else {
@@ -254,7 +253,8 @@ pub async fn run(
         Some(result) => result,
         None => driver_task.await,
     };
-    // RPC_WIRING: let _ = rpc.stop(); rpc.stopped().await;
+    let _ = rpc.stop();
+    rpc.stopped().await;
     if let Some(task) = metrics_task {
         task.abort();
     }

@@ -1,0 +1,1543 @@
+//! JSON-RPC 2.0 over HTTP and WebSocket on one port (DESIGN §7), with CometBFT's method names
+//! and result fields where they fit. [`serve`] binds `rpc.laddr` and runs jsonrpsee's server:
+//! `POST /` for HTTP, a WebSocket upgrade on any path (CometBFT's `/websocket` works) for
+//! `subscribe`.
+//!
+//! # Methods
+//! Params go by name in an object, or by position in an array in the order listed; a method
+//! without params ignores any it is sent, and unknown named params are ignored (CometBFT
+//! clients send `prove`, `page`, …).
+//!
+//! | Method | Params | Result |
+//! |---|---|---|
+//! | `health` | – | `{}` |
+//! | `status` | – | `{node_info, sync_info, validator_info}` |
+//! | `net_info` | – | `{n_peers, peers[{id, height, round}]}` |
+//! | `validators` | – | `{block_height, validators[{pub_key, voting_power}], count, total, total_voting_power}` |
+//! | `consensus_state` | – | `{height, round, catching_up}` |
+//! | `block` | `height?` | `{block_id{hash}, block{header, data{txs}, num_txs, evidence, last_commit}}` |
+//! | `block_results` | `height?` | `{height, txs_results[{code, log}]}` |
+//! | `tx` | `hash` | `{hash, height, index, tx_result{code, log}, tx}` |
+//! | `unconfirmed_txs` | `limit?` | `{n_txs, total, total_bytes, txs}` |
+//! | `num_unconfirmed_txs` | – | `{n_txs, total, total_bytes}` |
+//! | `account` | `address` | `{address, balance, nonce}` |
+//! | `broadcast_tx_async` | `tx` | `{code, log, hash}` without waiting for the mempool check |
+//! | `broadcast_tx_sync` | `tx` | `{code, log, hash}`: the mempool's verdict |
+//! | `broadcast_tx_commit` | `tx` | `{check_tx{code, log}, tx_result{code, log}, hash, height}` |
+//! | `subscribe` / `unsubscribe` | `query` | WebSocket only; notifications under method `event` |
+//!
+//! - `height` defaults to the latest; `limit` to [`UNCONFIRMED_TXS_DEFAULT`], capped at
+//!   [`UNCONFIRMED_TXS_MAX`]. Both may be a number or a decimal string (CometBFT sends strings).
+//! - `hash` and `address` are 64 hex characters, either case, with an optional `0x`.
+//! - `tx` is the canonical encoding of a signed transaction (`Transaction::encode`) in hex
+//!   (optionally `0x`-prefixed). Base64 (CometBFT's habit) is accepted too: a string that is
+//!   not all hex digits of even length is read as base64. The base64 of a real tx (over 100
+//!   bytes) is all hex digits with odds of about (22/64)^130, so the two do not collide.
+//! - `broadcast_tx_*` codes: 0 is admitted; otherwise the mempool's `AdmitError::code()` with
+//!   its message as `log` (1 malformed, which includes undecodable hex or base64; 2 too large;
+//!   3 bad signature; 4 wrong chain; 5 nonce too low; 6 nonce gap; 7 mempool full; 8 already
+//!   known; 9 nonce taken; 10 state unavailable). These are results, not JSON-RPC errors.
+//!   `broadcast_tx_async` answers code 0 once the tx decodes and checks it in the background;
+//!   when [`ASYNC_CHECKS_MAX`] checks are already running it checks inline and answers the
+//!   verdict, so a flood slows its sender instead of queueing without bound.
+//! - `broadcast_tx_commit` returns `tx_result: null` and `height: 0` when the check failed.
+//! - `subscribe` queries: `tm.event='NewBlock'` or `NewBlock` notify
+//!   `{height, hash, time_ms, txs[{hash, code}]}` per block; `tm.event='Tx'` or `Tx` notify
+//!   `{hash, height, index, code, log}` per committed tx. A subscriber that falls
+//!   [`EVENTS_MAX`] events behind is closed with an error notification; it may resubscribe and
+//!   read what it missed with `block`.
+//!
+//! # Encoding
+//! Hashes, keys, addresses and txs are lower-case hex. Integers are JSON numbers, except
+//! `status.sync_info.latest_block_height`, a decimal string as in CometBFT. Tx result `log`s
+//! are the execution code's name (`chain::code_name`).
+//!
+//! # Errors
+//! | Code | Meaning |
+//! |---|---|
+//! | -32700 | parse error (jsonrpsee) |
+//! | -32600 | invalid request (jsonrpsee) |
+//! | -32601 | method not found (jsonrpsee) |
+//! | -32602 | invalid params: missing, mistyped, or a bad hash/address; the message says which |
+//! | -32001 | [`NOT_FOUND_CODE`]: no such block, results or committed tx (e.g. "height 99 is above the latest height 12") |
+//! | -32002 | [`COMMIT_TIMEOUT_CODE`]: "timed out waiting for the tx to commit", `data` `{hash, timeout_ms}` |
+//! | -32003 | [`INTERNAL_CODE`]: storage or the node failed (corrupt data, a failed task, shutdown) |
+//! | -32004 | [`REQUEST_TIMEOUT_CODE`]: a method ran past `rpc.timeout_ms` |
+//! | -32006 | too many subscriptions on this connection (jsonrpsee) |
+//! | -32007 / -32008 | request / response over `rpc.max_body_bytes` / `rpc.max_response_bytes` (jsonrpsee) |
+//! | -32010 | batch over `rpc.max_batch` (jsonrpsee) |
+//!
+//! # Limits
+//! Request and response bodies, connections and batch size come from `[rpc]`; each method runs
+//! under `rpc.timeout_ms` (`broadcast_tx_commit` under that plus `rpc.commit_timeout_ms`);
+//! subscriptions per connection are [`SUBSCRIPTIONS_PER_CONNECTION_MAX`].
+//!
+//! Architecture invariant: RPC never writes the chain. Its one write is mempool admission,
+//! which takes the chain's read lock before the mempool's lock, in the driver's order. Chain
+//! reads run on the blocking pool, so a commit holding the write lock never stalls the
+//! server's async workers.
+
+use std::future::Future;
+use std::net::{AddrParseError, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonrpsee::server::{
+    BatchRequestConfig, PendingSubscriptionSink, RpcModule, Server, ServerConfig, ServerHandle,
+    SubscriptionMessage, SubscriptionSink,
+};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+use thiserror::Error;
+use tokio::sync::Semaphore;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::time::Instant;
+use weft_consensus::{CommitCertificate, Evidence, Height, ValidatorId, VoteType};
+use weft_execution::{Address, Transaction, TxHash};
+
+use crate::block::{Header, SealedBlock};
+use crate::chain::{Chain, code_name};
+use crate::context::{EVENTS_MAX, NodeContext, NodeEvent};
+use crate::mempool::AdmitError;
+
+/// Not found: no block, results or committed tx at what was asked for.
+pub const NOT_FOUND_CODE: i32 = -32001;
+/// `broadcast_tx_commit` waited `rpc.commit_timeout_ms` without seeing its tx commit.
+pub const COMMIT_TIMEOUT_CODE: i32 = -32002;
+/// Storage or the node failed while answering.
+pub const INTERNAL_CODE: i32 = -32003;
+/// A method ran past `rpc.timeout_ms`.
+pub const REQUEST_TIMEOUT_CODE: i32 = -32004;
+/// The message of a [`COMMIT_TIMEOUT_CODE`] error.
+pub const COMMIT_TIMEOUT_MESSAGE: &str = "timed out waiting for the tx to commit";
+
+/// Pending txs `unconfirmed_txs` lists when no `limit` is given.
+pub const UNCONFIRMED_TXS_DEFAULT: u64 = 100;
+/// Most pending txs one `unconfirmed_txs` lists.
+pub const UNCONFIRMED_TXS_MAX: u64 = 1_000;
+/// Most live subscriptions on one WebSocket connection.
+pub const SUBSCRIPTIONS_PER_CONNECTION_MAX: u32 = 16;
+/// Messages buffered per WebSocket connection before the server stops reading from it.
+pub const WS_MESSAGE_BUFFER_MAX: u32 = 256;
+/// Most `broadcast_tx_async` checks running in the background at once.
+pub const ASYNC_CHECKS_MAX: usize = 256;
+
+/// Name of the method that carries subscription notifications.
+const NOTIFICATION_METHOD: &str = "event";
+
+#[derive(Debug, Error)]
+pub enum RpcError {
+    #[error("rpc.laddr {laddr:?} is not a socket address: {source}")]
+    Laddr {
+        laddr: String,
+        source: AddrParseError,
+    },
+    #[error("RPC server on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What every handler sees.
+struct RpcState {
+    ctx: Arc<NodeContext>,
+    /// The address actually bound (`rpc.laddr` may name port 0).
+    rpc_addr: SocketAddr,
+    async_checks: Arc<Semaphore>,
+}
+
+type MethodResult = Result<Value, ErrorObjectOwned>;
+
+/// Binds `ctx.config.rpc.laddr` and serves every method until the handle is stopped.
+pub async fn serve(ctx: Arc<NodeContext>) -> Result<(ServerHandle, SocketAddr), RpcError> {
+    let rpc = &ctx.config.rpc;
+    let addr: SocketAddr = rpc.laddr.parse().map_err(|source| RpcError::Laddr {
+        laddr: rpc.laddr.clone(),
+        source,
+    })?;
+    let batch = match rpc.max_batch {
+        0 => BatchRequestConfig::Disabled,
+        limit => BatchRequestConfig::Limit(limit),
+    };
+    let config = ServerConfig::builder()
+        .max_request_body_size(rpc.max_body_bytes)
+        .max_response_body_size(rpc.max_response_bytes)
+        .max_connections(rpc.max_connections)
+        .max_subscriptions_per_connection(SUBSCRIPTIONS_PER_CONNECTION_MAX)
+        .set_message_buffer_capacity(WS_MESSAGE_BUFFER_MAX)
+        .set_batch_request_config(batch)
+        .build();
+    let server = Server::builder()
+        .set_config(config)
+        .build(addr)
+        .await
+        .map_err(|source| RpcError::Bind { addr, source })?;
+    let bound = server
+        .local_addr()
+        .map_err(|source| RpcError::Bind { addr, source })?;
+    let module = methods(RpcState {
+        ctx,
+        rpc_addr: bound,
+        async_checks: Arc::new(Semaphore::new(ASYNC_CHECKS_MAX)),
+    });
+    tracing::info!(addr = %bound, "JSON-RPC server listening");
+    Ok((server.start(module), bound))
+}
+
+fn methods(state: RpcState) -> RpcModule<RpcState> {
+    let limit = state.ctx.config.rpc_timeout();
+    let commit_limit = limit + Duration::from_millis(state.ctx.config.rpc.commit_timeout_ms);
+    let mut module = RpcModule::new(state);
+    let m = &mut module;
+    register(m, "health", limit, |_, _| async { Ok(json!({})) });
+    register(m, "status", limit, status);
+    register(m, "net_info", limit, net_info);
+    register(m, "validators", limit, validators);
+    register(m, "consensus_state", limit, consensus_state);
+    register(m, "block", limit, block);
+    register(m, "block_results", limit, block_results);
+    register(m, "tx", limit, tx);
+    register(m, "unconfirmed_txs", limit, unconfirmed_txs);
+    register(m, "num_unconfirmed_txs", limit, num_unconfirmed_txs);
+    register(m, "account", limit, account);
+    register(m, "broadcast_tx_async", limit, broadcast_tx_async);
+    register(m, "broadcast_tx_sync", limit, broadcast_tx_sync);
+    register(m, "broadcast_tx_commit", commit_limit, broadcast_tx_commit);
+    module
+        .register_subscription(
+            "subscribe",
+            NOTIFICATION_METHOD,
+            "unsubscribe",
+            |params, pending, state, _| subscribe(params, pending, state),
+        )
+        .expect("subscribe is registered once");
+    module
+}
+
+/// Registers `handler` as `name`, cut off after `limit`.
+fn register<F, Fut>(
+    module: &mut RpcModule<RpcState>,
+    name: &'static str,
+    limit: Duration,
+    handler: F,
+) where
+    F: Fn(Arc<RpcState>, Params<'static>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = MethodResult> + Send + 'static,
+{
+    module
+        .register_async_method(name, move |params, state, _| {
+            let handler = handler.clone();
+            async move {
+                tokio::time::timeout(limit, handler(state, params))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(error(
+                            REQUEST_TIMEOUT_CODE,
+                            format!("{name} ran past the {} ms limit", limit.as_millis()),
+                        ))
+                    })
+            }
+        })
+        .expect("each method is registered once");
+}
+
+// --- Errors ---
+
+fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(code, message, None::<()>)
+}
+
+fn not_found(message: impl Into<String>) -> ErrorObjectOwned {
+    error(NOT_FOUND_CODE, message)
+}
+
+fn internal(message: impl std::fmt::Display) -> ErrorObjectOwned {
+    error(INTERNAL_CODE, message.to_string())
+}
+
+fn invalid_params(message: impl Into<String>) -> ErrorObjectOwned {
+    error(jsonrpsee::types::error::INVALID_PARAMS_CODE, message)
+}
+
+/// Runs `read` against the chain on the blocking pool: it may wait for the read lock while a
+/// commit holds the write lock, and it reads sled.
+async fn read_chain<T, F>(state: &RpcState, read: F) -> Result<T, ErrorObjectOwned>
+where
+    T: Send + 'static,
+    F: FnOnce(&Chain) -> Result<T, ErrorObjectOwned> + Send + 'static,
+{
+    let chain = Arc::clone(&state.ctx.chain);
+    tokio::task::spawn_blocking(move || read(&chain.read()))
+        .await
+        .map_err(|e| internal(format!("chain read failed: {e}")))?
+}
+
+// --- Params ---
+
+/// Parses a method's params (`raw` is their JSON, `None` when absent) by name or position.
+fn parse_params<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, ErrorObjectOwned> {
+    serde_json::from_str(raw.unwrap_or("{}"))
+        .map_err(|e| invalid_params(format!("invalid params: {e}")))
+}
+
+#[derive(Deserialize, Default, Debug, PartialEq)]
+#[serde(default)]
+struct HeightParams {
+    #[serde(deserialize_with = "optional_u64")]
+    height: Option<u64>,
+}
+
+#[derive(Deserialize, Default, Debug, PartialEq)]
+#[serde(default)]
+struct LimitParams {
+    #[serde(deserialize_with = "optional_u64")]
+    limit: Option<u64>,
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+struct HashParams {
+    hash: String,
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+struct AddressParams {
+    address: String,
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+struct TxParams {
+    tx: String,
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+struct QueryParams {
+    query: String,
+}
+
+/// A non-negative integer given as a JSON number or a decimal string, or absent/null.
+fn optional_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("{n} is not a non-negative integer"))),
+        Some(Value::String(s)) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("{s:?} is not a non-negative integer"))),
+        Some(other) => Err(D::Error::custom(format!("{other} is not an integer"))),
+    }
+}
+
+/// 32 bytes from 64 hex characters (either case, optional `0x`); `what` names the param.
+fn parse_hash32(what: &str, text: &str) -> Result<[u8; 32], String> {
+    let digits = strip_0x(text);
+    if digits.len() != 64 {
+        return Err(format!(
+            "{what} must be 64 hex characters, got {}",
+            digits.len()
+        ));
+    }
+    let mut out = [0; 32];
+    hex::decode_to_slice(digits, &mut out).map_err(|e| format!("{what} is not hex: {e}"))?;
+    Ok(out)
+}
+
+fn strip_0x(text: &str) -> &str {
+    text.strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text)
+}
+
+/// A tx's bytes from hex (optionally `0x`-prefixed) or, failing the look of hex, base64.
+fn decode_tx_text(text: &str) -> Result<Vec<u8>, String> {
+    if text.is_empty() {
+        return Err("tx is empty".into());
+    }
+    let prefixed = strip_0x(text);
+    let looks_hex = text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit());
+    if prefixed.len() != text.len() || looks_hex {
+        return hex::decode(prefixed).map_err(|e| format!("tx is not hex: {e}"));
+    }
+    decode_base64(text)
+}
+
+/// Standard or URL-safe base64, padding optional.
+fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
+    let data = text.trim_end_matches('=');
+    if text.len() - data.len() > 2 || data.len() % 4 == 1 {
+        return Err("tx is neither hex nor well-formed base64".into());
+    }
+    let mut out = Vec::with_capacity(data.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for (index, byte) in data.bytes().enumerate() {
+        let sextet = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => {
+                return Err(format!(
+                    "tx is neither hex nor base64: character {:?} at {index}",
+                    char::from(byte)
+                ));
+            }
+        };
+        acc = (acc << 6) | u32::from(sextet);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Ok(out)
+}
+
+/// The height a `block`-like method reads: `requested`, or the latest, if a block is there.
+fn resolve_height(
+    requested: Option<u64>,
+    latest: Height,
+    initial: u64,
+) -> Result<Height, ErrorObjectOwned> {
+    if latest.0 < initial {
+        return Err(not_found("no block has been committed yet"));
+    }
+    match requested {
+        None => Ok(latest),
+        Some(h) if h > latest.0 => Err(not_found(format!(
+            "height {h} is above the latest height {}",
+            latest.0
+        ))),
+        Some(h) if h < initial => Err(not_found(format!(
+            "height {h} is below the initial height {initial}"
+        ))),
+        Some(h) => Ok(Height(h)),
+    }
+}
+
+fn chain_height(chain: &Chain, requested: Option<u64>) -> Result<Height, ErrorObjectOwned> {
+    resolve_height(requested, chain.height(), chain.genesis().initial_height)
+}
+
+/// Which events a subscription wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Query {
+    NewBlock,
+    Tx,
+}
+
+/// `tm.event='NewBlock'` (spaces and either quote allowed) or the bare name.
+fn parse_query(query: &str) -> Result<Query, String> {
+    let compact: String = query.chars().filter(|c| !c.is_whitespace()).collect();
+    let name = compact
+        .strip_prefix("tm.event=")
+        .map(|v| v.trim_matches(|c| c == '\'' || c == '"'))
+        .unwrap_or(&compact);
+    match name {
+        "NewBlock" => Ok(Query::NewBlock),
+        "Tx" => Ok(Query::Tx),
+        _ => Err(format!(
+            "query {query:?} is not supported; use tm.event='NewBlock' or tm.event='Tx'"
+        )),
+    }
+}
+
+// --- JSON shapes ---
+
+fn header_json(header: &Header) -> Value {
+    json!({
+        "chain_id": header.chain_id.as_str(),
+        "height": header.height.0,
+        "time_ms": header.time_ms,
+        "prev_hash": hex::encode(header.prev_hash),
+        "proposer": hex::encode(header.proposer.0),
+        "tx_root": hex::encode(header.tx_root),
+        "dag_root": hex::encode(header.dag_root),
+        "state_root": hex::encode(header.state_root.0),
+        "last_commit_hash": hex::encode(header.last_commit_hash),
+        "validators_hash": hex::encode(header.validators_hash),
+        "evidence_hash": hex::encode(header.evidence_hash),
+    })
+}
+
+fn commit_json(certificate: &CommitCertificate) -> Value {
+    let signatures: Vec<Value> = certificate
+        .precommits
+        .iter()
+        .map(|vote| {
+            json!({
+                "validator": hex::encode(vote.message.validator.0),
+                "signature": hex::encode(vote.signature.0),
+            })
+        })
+        .collect();
+    json!({
+        "height": certificate.height.0,
+        "round": certificate.round.0,
+        "block_id": { "hash": hex::encode(certificate.value.0) },
+        "signatures": signatures,
+    })
+}
+
+fn evidence_json(evidence: &Evidence) -> Value {
+    let value = |v: Option<weft_consensus::ValueId>| v.map(|v| hex::encode(v.0));
+    match evidence {
+        Evidence::DuplicateVote { first, second } => json!({
+            "type": "duplicate_vote",
+            "validator": hex::encode(first.message.validator.0),
+            "height": first.message.height.0,
+            "round": first.message.round.0,
+            "vote_type": match first.message.vote_type {
+                VoteType::Prevote => "prevote",
+                VoteType::Precommit => "precommit",
+            },
+            "first_value": value(first.message.value),
+            "second_value": value(second.message.value),
+        }),
+        Evidence::DuplicateProposal { first, second } => json!({
+            "type": "duplicate_proposal",
+            "validator": hex::encode(first.message.proposer.0),
+            "height": first.message.height.0,
+            "round": first.message.round.0,
+            "first_value": hex::encode(first.message.value.0),
+            "second_value": hex::encode(second.message.value.0),
+        }),
+    }
+}
+
+/// `block`'s result; `last_commit` is null at the initial height.
+fn block_json(sealed: &SealedBlock) -> Value {
+    let block = &sealed.block;
+    let txs: Vec<String> = block
+        .txs
+        .iter()
+        .map(|tx| hex::encode(tx.encode()))
+        .collect();
+    let evidence: Vec<Value> = block.evidence.iter().map(evidence_json).collect();
+    json!({
+        "block_id": { "hash": hex::encode(sealed.hash.0) },
+        "block": {
+            "header": header_json(&block.header),
+            "data": { "txs": txs },
+            "num_txs": block.txs.len(),
+            "evidence": evidence,
+            "last_commit": block.last_commit.as_ref().map(commit_json),
+        },
+    })
+}
+
+fn tx_result_json(code: u8) -> Value {
+    json!({ "code": code, "log": code_name(code) })
+}
+
+/// The notifications one event makes for a subscription.
+fn event_notifications(event: &NodeEvent, query: Query) -> Vec<Value> {
+    let NodeEvent::NewBlock {
+        height,
+        hash,
+        time_ms,
+        txs,
+    } = event;
+    match query {
+        Query::NewBlock => {
+            let txs: Vec<Value> = txs
+                .iter()
+                .map(|(hash, code)| json!({ "hash": hex::encode(hash.0), "code": code }))
+                .collect();
+            vec![json!({
+                "height": height.0,
+                "hash": hex::encode(hash),
+                "time_ms": time_ms,
+                "txs": txs,
+            })]
+        }
+        Query::Tx => txs
+            .iter()
+            .enumerate()
+            .map(|(index, (hash, code))| {
+                json!({
+                    "hash": hex::encode(hash.0),
+                    "height": height.0,
+                    "index": index,
+                    "code": code,
+                    "log": code_name(*code),
+                })
+            })
+            .collect(),
+    }
+}
+
+// --- Info methods ---
+
+/// What `status` reads from the chain.
+struct Tip {
+    height: Height,
+    hash: [u8; 32],
+    app_hash: [u8; 32],
+    time_ms: u64,
+    voting_power: u64,
+}
+
+async fn status(state: Arc<RpcState>, _: Params<'static>) -> MethodResult {
+    let info = &state.ctx.info;
+    let validator = info
+        .validator
+        .as_deref()
+        .and_then(|key| parse_hash32("validator key", key).ok())
+        .map(ValidatorId);
+    let tip = read_chain(&state, move |chain| {
+        Ok(Tip {
+            height: chain.height(),
+            hash: chain.last_hash().0,
+            app_hash: chain.state_root(),
+            time_ms: chain.last_time_ms(),
+            voting_power: validator
+                .and_then(|id| chain.validators().power(&id))
+                .unwrap_or(0),
+        })
+    })
+    .await?;
+    let catching_up = state.ctx.consensus.lock().catching_up;
+    let listen_addr = info
+        .p2p_addrs
+        .first()
+        .cloned()
+        .unwrap_or_else(|| state.ctx.config.p2p.listen.clone());
+    Ok(json!({
+        "node_info": {
+            "id": info.peer_id,
+            "moniker": info.moniker,
+            "network": info.chain_id,
+            "version": info.version,
+            "listen_addr": listen_addr,
+            "rpc_addr": state.rpc_addr.to_string(),
+        },
+        "sync_info": {
+            "latest_block_hash": hex::encode(tip.hash),
+            "latest_app_hash": hex::encode(tip.app_hash),
+            "latest_block_height": tip.height.0.to_string(),
+            "latest_block_time_ms": tip.time_ms,
+            "catching_up": catching_up,
+        },
+        "validator_info": {
+            "pub_key": info.validator,
+            "voting_power": tip.voting_power,
+        },
+    }))
+}
+
+async fn net_info(state: Arc<RpcState>, _: Params<'static>) -> MethodResult {
+    let peers: Vec<Value> = state
+        .ctx
+        .gossip
+        .peers()
+        .iter()
+        .map(|p| json!({ "id": p.peer.to_string(), "height": p.height.0, "round": p.round.0 }))
+        .collect();
+    Ok(json!({ "n_peers": peers.len(), "peers": peers }))
+}
+
+async fn validators(state: Arc<RpcState>, _: Params<'static>) -> MethodResult {
+    read_chain(&state, |chain| {
+        let set = chain.validators();
+        let validators: Vec<Value> = set
+            .validators()
+            .iter()
+            .map(|v| json!({ "pub_key": hex::encode(v.id.0), "voting_power": v.power }))
+            .collect();
+        Ok(json!({
+            "block_height": chain.height().0,
+            "validators": validators,
+            "count": set.len(),
+            "total": set.len(),
+            "total_voting_power": set.total_power(),
+        }))
+    })
+    .await
+}
+
+async fn consensus_state(state: Arc<RpcState>, _: Params<'static>) -> MethodResult {
+    let status = state.ctx.consensus.lock().clone();
+    let evidence: Vec<Value> = state
+        .ctx
+        .evidence
+        .lock()
+        .iter()
+        .map(evidence_json)
+        .collect();
+    Ok(json!({
+        "height": status.height.0,
+        "round": status.round.0,
+        "catching_up": status.catching_up,
+        "evidence": evidence,
+    }))
+}
+
+// --- Chain reads ---
+
+async fn block(state: Arc<RpcState>, params: Params<'static>) -> MethodResult {
+    let HeightParams { height } = parse_params(params.as_str())?;
+    read_chain(&state, move |chain| {
+        let height = chain_height(chain, height)?;
+        let block = chain
+            .block(height)
+            .map_err(internal)?
+            .ok_or_else(|| not_found(format!("block {} is not stored", height.0)))?;
+        Ok(block_json(&block))
+    })
+    .await
+}
+
+async fn block_results(state: Arc<RpcState>, params: Params<'static>) -> MethodResult {
+    let HeightParams { height } = parse_params(params.as_str())?;
+    read_chain(&state, move |chain| {
+        let height = chain_height(chain, height)?;
+        let codes = chain
+            .results(height)
+            .map_err(internal)?
+            .ok_or_else(|| not_found(format!("results of block {} are not stored", height.0)))?;
+        let results: Vec<Value> = codes.iter().map(|code| tx_result_json(*code)).collect();
+        Ok(json!({ "height": height.0, "txs_results": results }))
+    })
+    .await
+}
+
+async fn tx(state: Arc<RpcState>, params: Params<'static>) -> MethodResult {
+    let HashParams { hash } = parse_params(params.as_str())?;
+    let hash = TxHash(parse_hash32("hash", &hash).map_err(invalid_params)?);
+    read_chain(&state, move |chain| {
+        let hash_hex = hex::encode(hash.0);
+        let location = chain
+            .tx(&hash)
+            .map_err(internal)?
+            .ok_or_else(|| not_found(format!("tx {hash_hex} is not in a committed block")))?;
+        let block = chain.block(location.height).map_err(internal)?;
+        let tx = block
+            .as_ref()
+            .and_then(|b| b.block.txs.get(location.index as usize))
+            .ok_or_else(|| {
+                internal(format!(
+                    "tx {hash_hex} is indexed at block {} index {}, which is not stored",
+                    location.height.0, location.index
+                ))
+            })?;
+        Ok(json!({
+            "hash": hash_hex,
+            "height": location.height.0,
+            "index": location.index,
+            "tx_result": tx_result_json(location.code),
+            "tx": hex::encode(tx.encode()),
+        }))
+    })
+    .await
+}
+
+async fn account(state: Arc<RpcState>, params: Params<'static>) -> MethodResult {
+    let AddressParams { address } = parse_params(params.as_str())?;
+    let address = Address(parse_hash32("address", &address).map_err(invalid_params)?);
+    read_chain(&state, move |chain| {
+        let account = chain.account(&address).map_err(internal)?;
+        Ok(json!({
+            "address": hex::encode(address.0),
+            "balance": account.balance,
+            "nonce": account.nonce,
+        }))
+    })
+    .await
+}
+
+// --- Mempool ---
+
+async fn unconfirmed_txs(state: Arc<RpcState>, params: Params<'static>) -> MethodResult {
+    let LimitParams { limit } = parse_params(params.as_str())?;
+    let limit = limit
+        .unwrap_or(UNCONFIRMED_TXS_DEFAULT)
+        .min(UNCONFIRMED_TXS_MAX) as usize;
+    let (pending, total, total_bytes) = {
+        let mempool = state.ctx.mempool.lock();
+        (mempool.pending(limit), mempool.len(), mempool.bytes())
+    };
+    let txs: Vec<String> = pending.iter().map(|tx| hex::encode(tx.encode())).collect();
+    Ok(json!({
+        "n_txs": txs.len(),
+        "total": total,
+        "total_bytes": total_bytes,
+        "txs": txs,
+    }))
+}
+
+async fn num_unconfirmed_txs(state: Arc<RpcState>, _: Params<'static>) -> MethodResult {
+    let (total, total_bytes) = {
+        let mempool = state.ctx.mempool.lock();
+        (mempool.len(), mempool.bytes())
+    };
+    Ok(json!({ "n_txs": total, "total": total, "total_bytes": total_bytes }))
+}
+
+/// The mempool's verdict on one tx, as CometBFT's CheckTx result.
+#[derive(Clone, Debug, PartialEq)]
+struct Check {
+    code: u32,
+    log: String,
+    /// `None` when the bytes are not a transaction.
+    hash: Option<TxHash>,
+}
+
+impl Check {
+    fn malformed(reason: String) -> Check {
+        Check {
+            code: AdmitError::Malformed(String::new()).code(),
+            log: AdmitError::Malformed(reason).to_string(),
+            hash: None,
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "code": self.code,
+            "log": self.log,
+            "hash": self.hash.map(|h| hex::encode(h.0)),
+        })
+    }
+}
+
+/// Admits `bytes` to the mempool and, when admitted, gossips them.
+async fn check_tx(state: &RpcState, bytes: Vec<u8>) -> Result<Check, ErrorObjectOwned> {
+    let (chain, mempool) = (Arc::clone(&state.ctx.chain), Arc::clone(&state.ctx.mempool));
+    let metrics = Arc::clone(&state.ctx.metrics);
+    let (bytes, verdict) = tokio::task::spawn_blocking(move || {
+        let chain = chain.read();
+        let mut mempool = mempool.lock();
+        let verdict = mempool.check(&bytes, chain.state());
+        metrics.mempool_size.set(mempool.len() as i64);
+        (bytes, verdict)
+    })
+    .await
+    .map_err(|e| internal(format!("mempool check failed: {e}")))?;
+    match verdict {
+        Ok(hash) => {
+            if let Err(e) = state.ctx.gossip.publish_txs(vec![bytes]).await {
+                tracing::warn!(error = %e, "an admitted tx was not gossiped");
+            }
+            Ok(Check {
+                code: 0,
+                log: String::new(),
+                hash: Some(hash),
+            })
+        }
+        Err(reason) => Ok(Check {
+            code: reason.code(),
+            log: reason.to_string(),
+            hash: Transaction::decode(&bytes).ok().map(|tx| tx.hash()),
+        }),
+    }
+}
+
+/// Decodes the `tx` param into a transaction's bytes, or the malformed verdict.
+fn tx_param(params: &Params<'static>) -> Result<Result<Vec<u8>, Check>, ErrorObjectOwned> {
+    let TxParams { tx } = parse_params(params.as_str())?;
+    Ok(decode_tx_text(&tx).map_err(Check::malformed))
+}
+
+async fn broadcast_tx_sync(state: Arc<RpcState>, params: Params<'static>) -> MethodResult {
+    let check = match tx_param(&params)? {
+        Ok(bytes) => check_tx(&state, bytes).await?,
+        Err(malformed) => malformed,
+    };
+    Ok(check.json())
+}
+
+async fn broadcast_tx_async(state: Arc<RpcState>, params: Params<'static>) -> MethodResult {
+    let bytes = match tx_param(&params)? {
+        Ok(bytes) => bytes,
+        Err(malformed) => return Ok(malformed.json()),
+    };
+    let hash = match Transaction::decode(&bytes) {
+        Ok(tx) => tx.hash(),
+        Err(e) => return Ok(Check::malformed(e.to_string()).json()),
+    };
+    let Ok(permit) = Arc::clone(&state.async_checks).try_acquire_owned() else {
+        return Ok(check_tx(&state, bytes).await?.json());
+    };
+    let background = Arc::clone(&state);
+    tokio::spawn(async move {
+        match check_tx(&background, bytes).await {
+            Ok(check) if check.code != 0 => {
+                tracing::debug!(code = check.code, log = %check.log, "async tx refused");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e.message(), "async tx check failed"),
+        }
+        drop(permit);
+    });
+    Ok(Check {
+        code: 0,
+        log: String::new(),
+        hash: Some(hash),
+    }
+    .json())
+}
+
+async fn broadcast_tx_commit(state: Arc<RpcState>, params: Params<'static>) -> MethodResult {
+    // Subscribe before admitting, so a block that commits the tx at once is still seen.
+    let mut events = state.ctx.events.subscribe();
+    let check = match tx_param(&params)? {
+        Ok(bytes) => check_tx(&state, bytes).await?,
+        Err(malformed) => malformed,
+    };
+    let reply = |tx_result: Value, height: u64| {
+        json!({
+            "check_tx": { "code": check.code, "log": check.log },
+            "tx_result": tx_result,
+            "hash": check.hash.map(|h| hex::encode(h.0)),
+            "height": height,
+        })
+    };
+    let Some(hash) = check.hash.filter(|_| check.code == 0) else {
+        return Ok(reply(Value::Null, 0));
+    };
+    let timeout_ms = state.ctx.config.rpc.commit_timeout_ms;
+    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    match wait_for_commit(&state, &mut events, hash, deadline).await? {
+        Some((height, code)) => Ok(reply(tx_result_json(code), height.0)),
+        None => Err(ErrorObjectOwned::owned(
+            COMMIT_TIMEOUT_CODE,
+            COMMIT_TIMEOUT_MESSAGE,
+            Some(json!({ "hash": hex::encode(hash.0), "timeout_ms": timeout_ms })),
+        )),
+    }
+}
+
+/// Waits until `deadline` for a block holding `hash`; its height and the tx's code.
+async fn wait_for_commit(
+    state: &RpcState,
+    events: &mut broadcast::Receiver<NodeEvent>,
+    hash: TxHash,
+    deadline: Instant,
+) -> Result<Option<(Height, u8)>, ErrorObjectOwned> {
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(NodeEvent::NewBlock { height, txs, .. })) => {
+                if let Some((_, code)) = txs.iter().find(|(h, _)| *h == hash) {
+                    return Ok(Some((height, *code)));
+                }
+            }
+            // Missed events may have held the tx: ask the index.
+            Ok(Err(RecvError::Lagged(_))) => {
+                if let Some(found) = committed_tx(state, hash).await? {
+                    return Ok(Some(found));
+                }
+            }
+            Ok(Err(RecvError::Closed)) => {
+                return Err(internal("the node is shutting down"));
+            }
+            // A last look: the commit may have raced the deadline.
+            Err(_) => return committed_tx(state, hash).await,
+        }
+    }
+}
+
+async fn committed_tx(
+    state: &RpcState,
+    hash: TxHash,
+) -> Result<Option<(Height, u8)>, ErrorObjectOwned> {
+    read_chain(state, move |chain| {
+        let location = chain.tx(&hash).map_err(internal)?;
+        Ok(location.map(|l| (l.height, l.code)))
+    })
+    .await
+}
+
+// --- Subscriptions ---
+
+async fn subscribe(
+    params: Params<'static>,
+    pending: PendingSubscriptionSink,
+    state: Arc<RpcState>,
+) -> jsonrpsee::core::SubscriptionResult {
+    let query = parse_params::<QueryParams>(params.as_str())
+        .and_then(|p| parse_query(&p.query).map_err(invalid_params));
+    let query = match query {
+        Ok(query) => query,
+        Err(e) => {
+            pending.reject(e).await;
+            return Ok(());
+        }
+    };
+    let events = state.ctx.events.subscribe();
+    let sink = pending.accept().await?;
+    forward_events(sink, events, query).await
+}
+
+/// Sends each event to the subscriber until it leaves, falls behind, or the node stops.
+async fn forward_events(
+    sink: SubscriptionSink,
+    mut events: broadcast::Receiver<NodeEvent>,
+    query: Query,
+) -> jsonrpsee::core::SubscriptionResult {
+    loop {
+        let event = tokio::select! {
+            _ = sink.closed() => return Ok(()),
+            event = events.recv() => event,
+        };
+        match event {
+            Ok(event) => {
+                for notification in event_notifications(&event, query) {
+                    let message = serde_json::value::to_raw_value(&notification)?;
+                    if sink.send(SubscriptionMessage::from(message)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            Err(RecvError::Lagged(missed)) => {
+                return Err(format!(
+                    "subscriber fell behind and missed {missed} events (at most {EVENTS_MAX} \
+                     wait); resubscribe and read the gap with `block`"
+                )
+                .into());
+            }
+            Err(RecvError::Closed) => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+    use weft_consensus::{Proposal, Round, Signature, Signed, ValueId, Vote};
+    use weft_execution::{ChainId, MemoryState, Payload, StateRoot, propose};
+
+    use super::*;
+    use crate::block::{Block, Body};
+
+    fn code(error: &ErrorObjectOwned) -> i32 {
+        error.code()
+    }
+
+    #[test]
+    fn hashes_must_be_64_hex_characters() {
+        let hex64 = "ab".repeat(32);
+        let cases: [(&str, Result<[u8; 32], &str>); 6] = [
+            (&hex64, Ok([0xab; 32])),
+            (&format!("0x{hex64}"), Ok([0xab; 32])),
+            (&hex64.to_uppercase(), Ok([0xab; 32])),
+            ("abcd", Err("hash must be 64 hex characters, got 4")),
+            (&"zz".repeat(32), Err("hash is not hex")),
+            ("", Err("hash must be 64 hex characters, got 0")),
+        ];
+        for (text, expected) in cases {
+            match (parse_hash32("hash", text), expected) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{text}"),
+                (Err(got), Err(want)) => assert!(got.starts_with(want), "{text}: {got}"),
+                (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn txs_decode_from_hex_or_base64() {
+        let cases: [(&str, Result<&[u8], &str>); 9] = [
+            ("00ff10", Ok(&[0x00, 0xff, 0x10])),
+            ("0x00FF10", Ok(&[0x00, 0xff, 0x10])),
+            ("AP8Q", Ok(&[0x00, 0xff, 0x10])),
+            ("aGVsbG8=", Ok(b"hello")),
+            ("aGVsbG8", Ok(b"hello")),
+            ("+/8=", Ok(&[0xfb, 0xff])),
+            ("", Err("tx is empty")),
+            ("0x0g", Err("tx is not hex")),
+            ("aGV$", Err("tx is neither hex nor base64")),
+        ];
+        for (text, expected) in cases {
+            match (decode_tx_text(text), expected) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{text}"),
+                (Err(got), Err(want)) => assert!(got.starts_with(want), "{text}: {got}"),
+                (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+            }
+        }
+        assert!(decode_base64("a").is_err(), "a lone sextet is no byte");
+        assert!(decode_base64("aa===").is_err(), "three pads");
+    }
+
+    #[test]
+    fn params_by_name_or_position_numbers_or_strings() {
+        let cases: [(Option<&str>, Option<u64>); 8] = [
+            (None, None),
+            (Some("{}"), None),
+            (Some("[]"), None),
+            (Some(r#"{"height":5}"#), Some(5)),
+            (Some(r#"{"height":"7"}"#), Some(7)),
+            (Some(r#"{"height":null}"#), None),
+            (Some("[9]"), Some(9)),
+            (Some(r#"{"height":3,"prove":true}"#), Some(3)),
+        ];
+        for (raw, expected) in cases {
+            let got: HeightParams = parse_params(raw).unwrap();
+            assert_eq!(got.height, expected, "{raw:?}");
+        }
+        for raw in [r#"{"height":-1}"#, r#"{"height":"x"}"#, r#"{"height":[]}"#] {
+            let error = parse_params::<HeightParams>(Some(raw)).unwrap_err();
+            assert_eq!(code(&error), -32602, "{raw}");
+            assert!(error.message().contains("integer"), "{raw}: {error:?}");
+        }
+        let error = parse_params::<HashParams>(None).unwrap_err();
+        assert!(
+            error.message().contains("missing field `hash`"),
+            "{error:?}"
+        );
+        let got: TxParams = parse_params(Some(r#"["00ff"]"#)).unwrap();
+        assert_eq!(got.tx, "00ff");
+    }
+
+    #[test]
+    fn heights_resolve_within_the_stored_range() {
+        let latest = Height(12);
+        assert_eq!(resolve_height(None, latest, 1).unwrap(), latest);
+        assert_eq!(resolve_height(Some(1), latest, 1).unwrap(), Height(1));
+        let cases: [(Option<u64>, Height, u64, &str); 4] = [
+            (
+                Some(99),
+                latest,
+                1,
+                "height 99 is above the latest height 12",
+            ),
+            (Some(0), latest, 1, "height 0 is below the initial height 1"),
+            (None, Height(0), 1, "no block has been committed yet"),
+            (Some(1), Height(0), 1, "no block has been committed yet"),
+        ];
+        for (requested, latest, initial, message) in cases {
+            let error = resolve_height(requested, latest, initial).unwrap_err();
+            assert_eq!((code(&error), error.message()), (NOT_FOUND_CODE, message));
+        }
+    }
+
+    #[test]
+    fn queries_name_new_blocks_or_txs() {
+        for query in [
+            "tm.event='NewBlock'",
+            "tm.event = 'NewBlock'",
+            "tm.event=\"NewBlock\"",
+            "NewBlock",
+        ] {
+            assert_eq!(parse_query(query), Ok(Query::NewBlock), "{query}");
+        }
+        assert_eq!(parse_query("tm.event='Tx'"), Ok(Query::Tx));
+        assert!(parse_query("tm.event='Vote'").is_err());
+        assert!(parse_query("").is_err());
+    }
+
+    fn sample_block() -> (SealedBlock, Vec<Transaction>) {
+        let chain_id = ChainId::new("weft-test").unwrap();
+        let txs: Vec<Transaction> = (1..=2)
+            .map(|seed| {
+                let key = SigningKey::from_bytes(&[seed; 32]);
+                let to = Address([0xee; 32]);
+                let payload = Payload::Transfer { to, amount: 5 };
+                Transaction::sign(chain_id.clone(), &key, 0, payload)
+            })
+            .collect();
+        let proposal = propose(&MemoryState::new(), &txs).unwrap();
+        let vote = |value| Signed {
+            message: Vote {
+                vote_type: VoteType::Precommit,
+                height: Height(6),
+                round: Round(1),
+                value,
+                validator: ValidatorId([3; 32]),
+            },
+            signature: Signature([4; 64]),
+        };
+        let certificate = CommitCertificate {
+            height: Height(6),
+            round: Round(1),
+            value: ValueId([5; 32]),
+            precommits: vec![vote(Some(ValueId([5; 32])))],
+        };
+        let header = Header {
+            chain_id,
+            height: Height(7),
+            time_ms: 1_000,
+            prev_hash: [1; 32],
+            proposer: ValidatorId([2; 32]),
+            tx_root: [0; 32],
+            dag_root: [0; 32],
+            state_root: StateRoot([9; 32]),
+            last_commit_hash: [0; 32],
+            validators_hash: [8; 32],
+            evidence_hash: [0; 32],
+        };
+        let evidence = vec![Evidence::DuplicateVote {
+            first: vote(Some(ValueId([5; 32]))),
+            second: vote(None),
+        }];
+        let body = Body {
+            txs: txs.clone(),
+            access: proposal.access,
+            dag: proposal.dag,
+            last_commit: Some(certificate),
+            evidence,
+        };
+        (SealedBlock::new(Block::seal(header, body)), txs)
+    }
+
+    #[test]
+    fn a_block_is_shaped_like_cometbfts() {
+        let (block, txs) = sample_block();
+        let json = block_json(&block);
+        assert_eq!(json["block_id"]["hash"], hex::encode(block.hash.0));
+        let header = &json["block"]["header"];
+        assert_eq!(header["chain_id"], "weft-test");
+        assert_eq!(header["height"], 7);
+        assert_eq!(header["time_ms"], 1_000);
+        assert_eq!(header["prev_hash"], hex::encode([1; 32]));
+        assert_eq!(header["proposer"], hex::encode([2; 32]));
+        assert_eq!(header["state_root"], hex::encode([9; 32]));
+        assert_eq!(header["validators_hash"], hex::encode([8; 32]));
+        assert_eq!(
+            header["tx_root"],
+            hex::encode(block.block.header.tx_root),
+            "sealing fills the roots"
+        );
+        for field in ["dag_root", "last_commit_hash", "evidence_hash"] {
+            assert_eq!(header[field].as_str().map(str::len), Some(64), "{field}");
+        }
+        let want_txs: Vec<String> = txs.iter().map(|tx| hex::encode(tx.encode())).collect();
+        assert_eq!(json["block"]["data"]["txs"], json!(want_txs));
+        assert_eq!(json["block"]["num_txs"], 2);
+        let commit = &json["block"]["last_commit"];
+        assert_eq!(
+            (&commit["height"], &commit["round"]),
+            (&json!(6), &json!(1))
+        );
+        assert_eq!(commit["block_id"]["hash"], hex::encode([5; 32]));
+        assert_eq!(
+            commit["signatures"],
+            json!([{ "validator": hex::encode([3; 32]), "signature": hex::encode([4; 64]) }])
+        );
+        assert_eq!(
+            json["block"]["evidence"],
+            json!([{
+                "type": "duplicate_vote",
+                "validator": hex::encode([3; 32]),
+                "height": 6,
+                "round": 1,
+                "vote_type": "precommit",
+                "first_value": hex::encode([5; 32]),
+                "second_value": null,
+            }])
+        );
+    }
+
+    #[test]
+    fn duplicate_proposals_name_both_values() {
+        let proposal = |value| Signed {
+            message: Proposal {
+                height: Height(3),
+                round: Round(0),
+                value: ValueId([value; 32]),
+                pol_round: None,
+                proposer: ValidatorId([7; 32]),
+            },
+            signature: Signature([0; 64]),
+        };
+        let json = evidence_json(&Evidence::DuplicateProposal {
+            first: proposal(1),
+            second: proposal(2),
+        });
+        assert_eq!(json["type"], "duplicate_proposal");
+        assert_eq!(json["validator"], hex::encode([7; 32]));
+        assert_eq!(json["first_value"], hex::encode([1; 32]));
+        assert_eq!(json["second_value"], hex::encode([2; 32]));
+    }
+
+    #[test]
+    fn events_become_block_or_tx_notifications() {
+        let event = NodeEvent::NewBlock {
+            height: Height(4),
+            hash: [6; 32],
+            time_ms: 50,
+            txs: Arc::new(vec![(TxHash([1; 32]), 0), (TxHash([2; 32]), 2)]),
+        };
+        assert_eq!(
+            event_notifications(&event, Query::NewBlock),
+            vec![json!({
+                "height": 4,
+                "hash": hex::encode([6; 32]),
+                "time_ms": 50,
+                "txs": [
+                    { "hash": hex::encode([1; 32]), "code": 0 },
+                    { "hash": hex::encode([2; 32]), "code": 2 },
+                ],
+            })]
+        );
+        let txs = event_notifications(&event, Query::Tx);
+        assert_eq!(txs.len(), 2);
+        assert_eq!(
+            txs[1],
+            json!({
+                "hash": hex::encode([2; 32]),
+                "height": 4,
+                "index": 1,
+                "code": 2,
+                "log": code_name(2),
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_txs_get_the_mempools_code_one() {
+        let check = Check::malformed("tx is not hex".into());
+        assert_eq!(check.code, 1);
+        assert_eq!(
+            check.json(),
+            json!({ "code": 1, "log": "malformed transaction: tx is not hex", "hash": null })
+        );
+        assert_eq!(tx_result_json(0), json!({ "code": 0, "log": "ok" }));
+    }
+
+    /// A context over a fresh chain with one funded account, real (peerless) gossip, and no
+    /// driver: blocks come only from events the test sends.
+    async fn context(dir: &std::path::Path) -> (Arc<NodeContext>, SigningKey) {
+        use parking_lot::{Mutex, RwLock};
+        use weft_genesis::{ConsensusParams, Genesis, SecretKey};
+        use weft_gossip::net::keypair_from_secret;
+        use weft_gossip::{GossipConfig, Hooks};
+
+        use crate::config::Config;
+        use crate::context::{ConsensusStatus, NodeInfo};
+        use crate::mempool::{Mempool, MempoolConfig};
+        use crate::metrics::NodeMetrics;
+
+        let (validator, sender) = (SecretKey([1; 32]), SecretKey([2; 32]));
+        let genesis = Genesis::new(
+            "weft-rpc",
+            1_000,
+            vec![("v".into(), validator.public(), 10)],
+            vec![(sender.public(), 1_000)],
+            ConsensusParams::default(),
+        )
+        .unwrap();
+        let chain = Chain::open(dir, genesis, 1).unwrap();
+        let (chain_id, validators) = (chain.chain_id().clone(), chain.validators().clone());
+        let gossip_config = GossipConfig::new(
+            keypair_from_secret(&validator),
+            chain_id.as_str(),
+            validators,
+        );
+        let (gossip, _gossip_events) = weft_gossip::spawn(gossip_config, Hooks::default())
+            .await
+            .unwrap();
+        let mut config = Config::default();
+        config.rpc.laddr = "127.0.0.1:0".into();
+        config.rpc.commit_timeout_ms = 300;
+        let info = NodeInfo {
+            moniker: "m".into(),
+            chain_id: chain_id.as_str().into(),
+            version: "0".into(),
+            peer_id: gossip.peer_id().to_string(),
+            validator: Some(hex::encode(validator.public())),
+            p2p_addrs: Vec::new(),
+            rpc_addr: config.rpc.laddr.clone(),
+        };
+        let ctx = NodeContext {
+            config,
+            info,
+            chain: Arc::new(RwLock::new(chain)),
+            mempool: Arc::new(Mutex::new(Mempool::new(MempoolConfig::default(), chain_id))),
+            gossip,
+            events: broadcast::channel(EVENTS_MAX).0,
+            consensus: Arc::new(Mutex::new(ConsensusStatus::default())),
+            evidence: Arc::new(Mutex::new(Vec::new())),
+            metrics: Arc::new(NodeMetrics::new().unwrap()),
+        };
+        (Arc::new(ctx), sender.signing_key())
+    }
+
+    fn transfer(key: &SigningKey, nonce: u64) -> Transaction {
+        let payload = Payload::Transfer {
+            to: Address([0xee; 32]),
+            amount: 1,
+        };
+        Transaction::sign(ChainId::new("weft-rpc").unwrap(), key, nonce, payload)
+    }
+
+    /// Waits, with a deadline, until `count` receivers listen for events.
+    async fn until_listening(ctx: &NodeContext, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ctx.events.receiver_count() < count {
+            assert!(Instant::now() < deadline, "no listener subscribed");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_server_answers_over_http_and_websocket() {
+        use jsonrpsee::core::client::{ClientT, SubscriptionClientT};
+        use jsonrpsee::core::params::ObjectParams;
+        use jsonrpsee::http_client::HttpClientBuilder;
+        use jsonrpsee::rpc_params;
+        use jsonrpsee::ws_client::WsClientBuilder;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, key) = context(dir.path()).await;
+        let (handle, addr) = serve(Arc::clone(&ctx)).await.unwrap();
+        let http = HttpClientBuilder::default()
+            .build(format!("http://{addr}"))
+            .unwrap();
+        let named = |pairs: &[(&str, Value)]| {
+            let mut params = ObjectParams::new();
+            for (name, value) in pairs {
+                params.insert(name, value).unwrap();
+            }
+            params
+        };
+        let call_error = |e: jsonrpsee::core::ClientError| match e {
+            jsonrpsee::core::ClientError::Call(e) => (e.code(), e.message().to_owned()),
+            other => panic!("not a call error: {other}"),
+        };
+
+        let health: Value = http.request("health", rpc_params![]).await.unwrap();
+        assert_eq!(health, json!({}));
+        let status: Value = http.request("status", rpc_params![]).await.unwrap();
+        assert_eq!(status["node_info"]["network"], "weft-rpc");
+        assert_eq!(status["node_info"]["rpc_addr"], addr.to_string());
+        assert_eq!(status["sync_info"]["latest_block_height"], "0");
+        assert_eq!(status["validator_info"]["voting_power"], 10);
+        let error = http
+            .request::<Value, _>("block", rpc_params![])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            call_error(error),
+            (NOT_FOUND_CODE, "no block has been committed yet".into())
+        );
+
+        let address = hex::encode(key.verifying_key().to_bytes());
+        let account: Value = http
+            .request("account", named(&[("address", json!(address))]))
+            .await
+            .unwrap();
+        assert_eq!(
+            account,
+            json!({ "address": address, "balance": 1_000, "nonce": 0 })
+        );
+        let error = http
+            .request::<Value, _>("account", named(&[("address", json!("12"))]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            call_error(error),
+            (-32602, "address must be 64 hex characters, got 2".into())
+        );
+
+        let first = transfer(&key, 0);
+        let hash = hex::encode(first.hash().0);
+        let tx = json!(hex::encode(first.encode()));
+        let sync: Value = http
+            .request("broadcast_tx_sync", named(&[("tx", tx.clone())]))
+            .await
+            .unwrap();
+        assert_eq!(sync, json!({ "code": 0, "log": "", "hash": hash }));
+        let again: Value = http
+            .request("broadcast_tx_sync", rpc_params![tx])
+            .await
+            .unwrap();
+        assert_eq!((&again["code"], &again["hash"]), (&json!(8), &json!(hash)));
+        let garbage: Value = http
+            .request("broadcast_tx_async", named(&[("tx", json!("zz"))]))
+            .await
+            .unwrap();
+        assert_eq!(garbage["code"], 1);
+        let pending: Value = http
+            .request("unconfirmed_txs", named(&[("limit", json!("5"))]))
+            .await
+            .unwrap();
+        assert_eq!(
+            (&pending["n_txs"], &pending["total"]),
+            (&json!(1), &json!(1))
+        );
+        let error = http
+            .request::<Value, _>("tx", named(&[("hash", json!(hash))]))
+            .await
+            .unwrap_err();
+        assert_eq!(call_error(error).0, NOT_FOUND_CODE);
+
+        // No driver runs, so the commit waits out rpc.commit_timeout_ms.
+        let second = hex::encode(transfer(&key, 1).encode());
+        let error = http
+            .request::<Value, _>("broadcast_tx_commit", named(&[("tx", json!(second))]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            call_error(error),
+            (COMMIT_TIMEOUT_CODE, COMMIT_TIMEOUT_MESSAGE.into())
+        );
+
+        // A commit that sees its block.
+        let third = transfer(&key, 2);
+        let third_hash = third.hash();
+        let call = {
+            let http = http.clone();
+            let tx = json!(hex::encode(third.encode()));
+            tokio::spawn(async move {
+                http.request::<Value, _>("broadcast_tx_commit", named(&[("tx", tx)]))
+                    .await
+            })
+        };
+        until_listening(&ctx, 1).await;
+        let event = NodeEvent::NewBlock {
+            height: Height(1),
+            hash: [6; 32],
+            time_ms: 2_000,
+            txs: Arc::new(vec![(third_hash, 0)]),
+        };
+        // The handler subscribes before it admits; wait for the admission too.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ctx.mempool.lock().contains(&third_hash) {
+            assert!(Instant::now() < deadline, "the tx was never admitted");
+            tokio::task::yield_now().await;
+        }
+        ctx.events.send(event.clone()).unwrap();
+        let committed = call.await.unwrap().unwrap();
+        assert_eq!(
+            committed,
+            json!({
+                "check_tx": { "code": 0, "log": "" },
+                "tx_result": { "code": 0, "log": "ok" },
+                "hash": hex::encode(third_hash.0),
+                "height": 1,
+            })
+        );
+
+        let ws = WsClientBuilder::default()
+            .build(format!("ws://{addr}/websocket"))
+            .await
+            .unwrap();
+        let refused = ws
+            .subscribe::<Value, _>("subscribe", rpc_params!["tm.event='Vote'"], "unsubscribe")
+            .await;
+        assert!(refused.is_err(), "an unsupported query is refused");
+        let mut blocks = ws
+            .subscribe::<Value, _>(
+                "subscribe",
+                named(&[("query", json!("tm.event='NewBlock'"))]),
+                "unsubscribe",
+            )
+            .await
+            .unwrap();
+        until_listening(&ctx, 1).await;
+        ctx.events.send(event.clone()).unwrap();
+        let notification = blocks.next().await.unwrap().unwrap();
+        assert_eq!(
+            notification,
+            event_notifications(&event, Query::NewBlock)[0]
+        );
+        blocks.unsubscribe().await.unwrap();
+        handle.stop().unwrap();
+    }
+}

@@ -1,0 +1,105 @@
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{DEADLINE, TestNode, account_keys, network, transfer};
+
+const CHAIN: &str = "weft-four";
+
+async fn block_at(node: &TestNode, height: u64) -> Option<(Value, Value)> {
+    let block = node
+        .call("block", &[("height", json!(height))])
+        .await
+        .ok()?;
+    Some((
+        block["block_id"]["hash"].clone(),
+        block["block"]["header"]["state_root"].clone(),
+    ))
+}
+
+/// Every node holds the same hash and state root at every height up to `height`.
+async fn assert_identical(nodes: &[TestNode], height: u64) {
+    for h in 1..=height {
+        let first = block_at(&nodes[0], h).await.expect("node 0 has the block");
+        for (i, node) in nodes.iter().enumerate().skip(1) {
+            let other = block_at(node, h).await;
+            assert_eq!(
+                other.as_ref(),
+                Some(&first),
+                "node {i} differs at height {h}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_validators_agree_and_a_killed_one_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = network(dir.path(), 4, CHAIN);
+    for node in &mut nodes {
+        node.start();
+    }
+    for node in &nodes {
+        node.wait_height(3).await;
+    }
+
+    // A tx sent to node 0 commits and is found on all four.
+    let keys = account_keys(&nodes[0].home);
+    let tx = transfer(CHAIN, &keys[0], 0, keys[1].public(), 7);
+    let result = nodes[0]
+        .call("broadcast_tx_commit", &[("tx", Value::String(tx))])
+        .await
+        .unwrap();
+    assert_eq!(result["tx_result"]["code"], 0, "{result}");
+    let hash = result["hash"].clone();
+    let height = result["height"].as_u64().unwrap();
+    for node in &nodes {
+        node.wait_height(height).await;
+        let found = node.call("tx", &[("hash", hash.clone())]).await.unwrap();
+        assert_eq!(found["height"].as_u64(), Some(height), "{found}");
+    }
+
+    // Kill node 3; the others go on; it restarts, syncs and rejoins.
+    nodes[3].kill9();
+    let target = height + 5;
+    for node in &nodes[..3] {
+        node.wait_height(target).await;
+    }
+    nodes[3].start();
+    nodes[3].wait_height(target + 2).await;
+    let until = Instant::now() + DEADLINE;
+    let top = loop {
+        let mut heights = Vec::new();
+        for node in &nodes {
+            heights.push(node.height().await.unwrap_or(0));
+        }
+        let min = *heights.iter().min().unwrap();
+        if min >= target + 2 {
+            break min;
+        }
+        assert!(Instant::now() < until, "heights {heights:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_identical(&nodes, top).await;
+    let log = std::fs::read_to_string(nodes[3].log_path()).unwrap();
+    assert!(
+        log.contains("synced"),
+        "node 3 did not catch up by block sync:\n{}",
+        nodes[3].log_tail()
+    );
+    // No evidence names the restarted validator: it never signed twice.
+    for (i, node) in nodes.iter().enumerate() {
+        let state = node.call("consensus_state", &[]).await.unwrap();
+        assert!(
+            state["evidence"].as_array().is_none_or(|e| e.is_empty()),
+            "node {i} holds evidence: {state}"
+        );
+    }
+    for node in &mut nodes {
+        assert!(
+            node.stop(),
+            "a node did not stop cleanly:\n{}",
+            node.log_tail()
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! weft-node's integration tests: real `weft` processes on loopback, ephemeral ports.
+//!
+//! - `one_node`: init, start, txs over RPC commit and move balances and nonces; a restart keeps
+//!   every block and all state.
+//! - `four_nodes`: identical blocks and state roots on every node; a tx sent to one is found on
+//!   all; a node killed with SIGKILL catches up by block sync and rejoins.
+//! - `bad_input`: malformed JSON, unknown methods, wrong params, oversized bodies, malformed
+//!   txs, bad signatures, wrong chain ids, replayed nonces and a full mempool each get their
+//!   documented error, and the node keeps committing.
+//! - `byzantine`: a lying proposer's blocks are never committed; an equivocator's evidence
+//!   is.
+
+mod bad_input;
+mod byzantine;
+mod four_nodes;
+mod one_node;
+mod support;

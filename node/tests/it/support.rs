@@ -1,0 +1,246 @@
+//! Real `weft` processes on loopback: homes, genesis for N validators, start/kill/restart, and a
+//! JSON-RPC client.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jsonrpsee::core::client::ClientT;
+use jsonrpsee::core::params::ObjectParams;
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use serde_json::Value;
+use weft_execution::{ChainId, Payload, Transaction};
+use weft_genesis::{ConsensusParams, Genesis, SecretKey, read_key_file};
+use weft_node::config::{Config, Home};
+
+pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct TestNode {
+    pub home: Home,
+    pub rpc_port: u16,
+    pub p2p_port: u16,
+    pub child: Option<Child>,
+    pub env: Vec<(String, String)>,
+}
+
+impl TestNode {
+    /// `weft init` into `dir`, then loopback ports and short timings.
+    pub fn init(dir: &Path, chain_id: &str, moniker: &str) -> TestNode {
+        let status = Command::new(WEFT)
+            .args(["init", "--home"])
+            .arg(dir)
+            .args(["--chain-id", chain_id, "--moniker", moniker])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "weft init failed");
+        let node = TestNode {
+            home: Home::new(dir),
+            rpc_port: free_port(),
+            p2p_port: free_port(),
+            child: None,
+            env: Vec::new(),
+        };
+        node.configure(|config| {
+            config.p2p.listen = format!("/ip4/127.0.0.1/tcp/{}", node.p2p_port);
+            config.rpc.laddr = format!("127.0.0.1:{}", node.rpc_port);
+            config.metrics.laddr = format!("127.0.0.1:{}", free_port());
+            config.log_level = "info".into();
+            config.execution.threads = 2;
+        });
+        node
+    }
+
+    pub fn configure(&self, edit: impl FnOnce(&mut Config)) {
+        let mut config = Config::load(&self.home.config()).unwrap();
+        edit(&mut config);
+        config.save(&self.home.config()).unwrap();
+    }
+
+    pub fn validator_key(&self) -> SecretKey {
+        read_key_file(&self.home.validator_key()).unwrap()
+    }
+
+    pub fn peer_addr(&self) -> String {
+        let key = read_key_file(&self.home.node_key()).unwrap();
+        let peer = weft_gossip::net::keypair_from_secret(&key)
+            .public()
+            .to_peer_id();
+        format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer}", self.p2p_port)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.home.root.join("node.log")
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let child = Command::new(WEFT)
+            .args(["start", "--home"])
+            .arg(&self.home.root)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, no cleanup.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > until {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn client(&self) -> HttpClient {
+        HttpClientBuilder::default()
+            .request_timeout(Duration::from_secs(30))
+            .build(format!("http://127.0.0.1:{}", self.rpc_port))
+            .unwrap()
+    }
+
+    pub async fn call(&self, method: &str, params: &[(&str, Value)]) -> Result<Value, String> {
+        let mut object = ObjectParams::new();
+        for (name, value) in params {
+            object.insert(name, value.clone()).unwrap();
+        }
+        self.client()
+            .request::<Value, _>(method, object)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    pub async fn height(&self) -> Option<u64> {
+        let status = self.call("status", &[]).await.ok()?;
+        let height = &status["sync_info"]["latest_block_height"];
+        height
+            .as_u64()
+            .or_else(|| height.as_str().and_then(|s| s.parse().ok()))
+    }
+
+    pub async fn wait_height(&self, height: u64) {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            if self.height().await.is_some_and(|h| h >= height) {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "node {} did not reach height {height}; log:\n{}",
+                self.home.root.display(),
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// `n` validator homes under `dir` sharing one genesis (power 10 each, the accounts of node 0's
+/// home funded), each dialling the nodes above it, with fast timeouts.
+pub fn network(dir: &Path, n: usize, chain_id: &str) -> Vec<TestNode> {
+    let nodes: Vec<TestNode> = (0..n)
+        .map(|i| TestNode::init(&dir.join(format!("node{i}")), chain_id, &format!("node{i}")))
+        .collect();
+    let first = Genesis::load(&nodes[0].home.genesis()).unwrap();
+    let validators = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| (format!("validator-{i}"), node.validator_key().public(), 10))
+        .collect();
+    let accounts = first
+        .accounts
+        .iter()
+        .map(|a| (a.address().unwrap().0, a.balance))
+        .collect();
+    let genesis = Genesis::new(
+        chain_id,
+        first.genesis_time_ms(),
+        validators,
+        accounts,
+        ConsensusParams::fast(),
+    )
+    .unwrap();
+    for (i, node) in nodes.iter().enumerate() {
+        genesis.save(&node.home.genesis()).unwrap();
+        let peers: Vec<String> = nodes[i + 1..].iter().map(|p| p.peer_addr()).collect();
+        node.configure(|config| config.p2p.persistent_peers = peers);
+    }
+    nodes
+}
+
+/// The funded account keys `weft init` wrote into a home.
+pub fn account_keys(home: &Home) -> Vec<SecretKey> {
+    let mut keys = Vec::new();
+    for i in 0.. {
+        let path = home.config_dir().join(format!("account-{i}.json"));
+        if !path.exists() {
+            break;
+        }
+        keys.push(read_key_file(&path).unwrap());
+    }
+    keys
+}
+
+pub fn transfer(chain_id: &str, from: &SecretKey, nonce: u64, to: [u8; 32], amount: u64) -> String {
+    let tx = Transaction::sign(
+        ChainId::new(chain_id).unwrap(),
+        &from.signing_key(),
+        nonce,
+        Payload::Transfer {
+            to: weft_execution::Address(to),
+            amount,
+        },
+    );
+    hex::encode(tx.encode())
+}
