@@ -304,4 +304,3 @@ impl Storage for SledStorage {
         self.commit_batch(height, changes, sled::Batch::default())
     }
 }
-
