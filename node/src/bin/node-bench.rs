@@ -10,6 +10,9 @@
 //! JSON-RPC batches of `broadcast_tx_async`), times each tx from submission to the `NewBlock`
 //! event that holds it (WebSocket subscription on node 0), and reports committed tx/s and
 //! latency percentiles. The last line with `--json` is one object.
+//!
+//! All validators and the load generator share this machine's cores; each validator gets
+//! `--threads` executor and signature threads (default 1).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -53,6 +56,10 @@ struct Args {
     /// The `weft` binary (default: beside this one).
     #[arg(long)]
     weft_bin: Option<PathBuf>,
+    /// Executor and signature threads per node (0: the machine's cores). The validators share
+    /// this machine's cores, so one each avoids oversubscribing them.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Keep the homes (and logs) here instead of a temporary directory.
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -80,7 +87,12 @@ impl Drop for Node {
     }
 }
 
-fn setup(dir: &Path, n: usize, accounts: &[SecretKey]) -> Result<Vec<Node>, String> {
+fn setup(
+    dir: &Path,
+    n: usize,
+    accounts: &[SecretKey],
+    threads: usize,
+) -> Result<Vec<Node>, String> {
     let mut nodes = Vec::new();
     let mut p2p = Vec::new();
     for i in 0..n {
@@ -142,6 +154,7 @@ fn setup(dir: &Path, n: usize, accounts: &[SecretKey]) -> Result<Vec<Node>, Stri
         config.metrics.laddr = String::new();
         config.log_level = "warn".into();
         config.mempool.size = 200_000;
+        config.execution.threads = threads;
         config
             .save(&node.home.config())
             .map_err(|e| e.to_string())?;
@@ -178,7 +191,7 @@ async fn run(args: Args) -> Result<Value, String> {
             SecretKey(*seed.as_bytes())
         })
         .collect();
-    let mut nodes = setup(&dir, args.validators, &accounts)?;
+    let mut nodes = setup(&dir, args.validators, &accounts, args.threads)?;
     for node in &mut nodes {
         let log =
             std::fs::File::create(node.home.root.join("node.log")).map_err(|e| e.to_string())?;
@@ -186,6 +199,8 @@ async fn run(args: Args) -> Result<Value, String> {
             Command::new(&weft)
                 .args(["start", "--home"])
                 .arg(&node.home.root)
+                // The mempool's batched signature checks run on rayon's global pool.
+                .env("RAYON_NUM_THREADS", args.threads.max(1).to_string())
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
