@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{Multiaddr, PeerId, Stream, noise, tcp, yamux};
 
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use libp2p::identity::Keypair;
 use tokio::sync::mpsc;
 use weft_consensus::{
-    Height, Proposal, Round, Signature, Signed, SignedProposal, SignedVote, Validator, ValidatorId,
-    ValidatorSet, ValueId, Vote, VoteType,
+    Height, Proposal, Round, SignedProposal, SignedVote, Validator, ValidatorId, ValidatorSet,
+    ValueId, Vote, VoteType,
 };
 
 use crate::net::{
@@ -19,6 +19,7 @@ use crate::net::{
 };
 use crate::overlay::Overlay;
 use crate::semantic::GossipMode;
+pub use crate::verify::{sign_proposal, sign_vote};
 
 /// A validator's signing key, derived from the chain id and its index (test keys only).
 pub fn validator_key(chain_id: &str, index: usize) -> SigningKey {
@@ -28,20 +29,6 @@ pub fn validator_key(chain_id: &str, index: usize) -> SigningKey {
 
 pub fn validator_id(key: &SigningKey) -> ValidatorId {
     ValidatorId(key.verifying_key().to_bytes())
-}
-
-pub fn sign_vote(key: &SigningKey, chain_id: &str, vote: Vote) -> SignedVote {
-    Signed {
-        message: vote,
-        signature: Signature(key.sign(&vote.sign_bytes(chain_id)).to_bytes()),
-    }
-}
-
-pub fn sign_proposal(key: &SigningKey, chain_id: &str, proposal: Proposal) -> SignedProposal {
-    Signed {
-        message: proposal,
-        signature: Signature(key.sign(&proposal.sign_bytes(chain_id)).to_bytes()),
-    }
 }
 
 pub struct Member {

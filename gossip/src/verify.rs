@@ -3,8 +3,9 @@
 //! A bundle's votes are checked in one batch (bisected on failure, as for transactions), so a
 //! bad signature costs its own vote and the sender's score, never the valid votes beside it.
 
+use ed25519_dalek::{Signer, SigningKey};
 use thiserror::Error;
-use weft_consensus::{SignedProposal, SignedVote, ValidatorSet};
+use weft_consensus::{Proposal, Signature, Signed, SignedProposal, SignedVote, ValidatorSet, Vote};
 use weft_execution::SignatureError;
 use weft_execution::sig::{Detached, verify_detached};
 
@@ -74,4 +75,20 @@ pub fn verify_proposal(
         .pop()
         .expect("one verdict")
         .map_err(Rejection::from)
+}
+
+/// Signs a vote over its chain-bound sign bytes (the counterpart of [`verify_votes`]).
+pub fn sign_vote(key: &SigningKey, chain_id: &str, vote: Vote) -> SignedVote {
+    Signed {
+        message: vote,
+        signature: Signature(key.sign(&vote.sign_bytes(chain_id)).to_bytes()),
+    }
+}
+
+/// Signs a proposal over its chain-bound sign bytes (the counterpart of [`verify_proposal`]).
+pub fn sign_proposal(key: &SigningKey, chain_id: &str, proposal: Proposal) -> SignedProposal {
+    Signed {
+        message: proposal,
+        signature: Signature(key.sign(&proposal.sign_bytes(chain_id)).to_bytes()),
+    }
 }

@@ -27,7 +27,7 @@ use weft_consensus::{
     TimeoutParams, ValidatorId, ValidatorSet, Validity, WalEntry, replay,
 };
 use weft_execution::Transaction;
-use weft_gossip::cluster::{sign_proposal, sign_vote};
+use weft_gossip::verify::{sign_proposal, sign_vote};
 use weft_gossip::{GossipEvent, Message};
 
 use crate::block::SealedBlock;
