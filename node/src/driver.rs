@@ -82,7 +82,13 @@ pub struct DriverSetup {
     pub block_max_txs: usize,
     pub block_max_bytes: usize,
     pub byzantine: Byzantine,
+    /// When false, a new height starts only once there is something to put in it: txs in the
+    /// mempool, evidence, or a peer's proposal for it.
+    pub create_empty_blocks: bool,
 }
+
+/// How often a node that waits for txs before a height looks again.
+const EMPTY_POLL: Duration = Duration::from_millis(10);
 
 pub struct Driver {
     ctx: Arc<NodeContext>,
@@ -98,6 +104,7 @@ pub struct Driver {
     block_max_txs: usize,
     block_max_bytes: usize,
     byzantine: Byzantine,
+    create_empty_blocks: bool,
     /// The validator set (with proposer priorities) of the machine's height.
     validators: ValidatorSet,
     timeouts: Vec<(Instant, weft_consensus::Timeout)>,
@@ -165,6 +172,7 @@ impl Driver {
             block_max_txs: setup.block_max_txs,
             block_max_bytes: setup.block_max_bytes,
             byzantine: setup.byzantine,
+            create_empty_blocks: setup.create_empty_blocks,
             validators,
             timeouts: Vec::new(),
             blocks: HashMap::new(),
@@ -185,7 +193,8 @@ impl Driver {
         if resumable {
             driver.resume(entries)?;
         } else {
-            driver.start_height(next)?;
+            // The run loop starts it (at once, or once there is work when empty blocks are off).
+            driver.start_next_at = Some(Instant::now());
         }
         Ok(driver)
     }
@@ -562,9 +571,13 @@ impl Driver {
     fn on_timeout_due(&mut self) -> Result<(), DriverError> {
         let now = Instant::now();
         if self.start_next_at.is_some_and(|at| at <= now) {
-            self.start_next_at = None;
-            let next = self.ctx.chain.read().height().next();
-            self.start_height(next)?;
+            if self.create_empty_blocks || self.has_work() {
+                self.start_next_at = None;
+                let next = self.ctx.chain.read().height().next();
+                self.start_height(next)?;
+            } else {
+                self.start_next_at = Some(now + EMPTY_POLL);
+            }
         }
         let (due, rest): (Vec<_>, Vec<_>) = self.timeouts.drain(..).partition(|(at, _)| *at <= now);
         self.timeouts = rest;
@@ -572,6 +585,13 @@ impl Driver {
             self.feed(Input::TimeoutElapsed(timeout))?;
         }
         Ok(())
+    }
+
+    /// Whether a height would have something in it.
+    fn has_work(&self) -> bool {
+        !self.ctx.mempool.lock().is_empty()
+            || !self.evidence_pool.is_empty()
+            || !self.future_proposals.is_empty()
     }
 
     fn next_deadline(&self) -> Option<Instant> {

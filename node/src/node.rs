@@ -219,6 +219,7 @@ pub async fn run(
             block_max_txs,
             block_max_bytes: block_max_bytes.saturating_sub(64 * 1024),
             byzantine: byzantine_switch()?,
+            create_empty_blocks: config.consensus.create_empty_blocks,
         },
     )?;
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -80,3 +80,34 @@ async fn txs_commit_and_survive_a_restart() {
     assert_eq!(alice_after["balance"], alice_now["balance"]);
     assert!(node.stop());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_empty_blocks_every_height_waits_for_txs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = TestNode::init(&dir.path().join("home"), "weft-lazy", "lazy");
+    node.configure(|config| {
+        config.consensus.timeout_commit_ms = Some(20);
+        config.consensus.create_empty_blocks = false;
+    });
+    node.start();
+    node.wait_rpc().await;
+    let keys = account_keys(&node.home);
+    for nonce in 0..2 {
+        let tx = transfer("weft-lazy", &keys[0], nonce, keys[1].public(), 1);
+        let result = node
+            .call("broadcast_tx_commit", &[("tx", Value::String(tx))])
+            .await
+            .unwrap();
+        assert_eq!(result["tx_result"]["code"], 0, "{result}");
+        // No empty block came before: the tx's block is the next height.
+        assert_eq!(result["height"].as_u64(), Some(nonce + 1), "{result}");
+    }
+    for height in 1..=2u64 {
+        let block = node
+            .call("block", &[("height", json!(height))])
+            .await
+            .unwrap();
+        assert_eq!(block["block"]["num_txs"], 1, "block {height}: {block}");
+    }
+    assert!(node.stop());
+}

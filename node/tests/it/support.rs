@@ -157,6 +157,19 @@ impl TestNode {
             .or_else(|| height.as_str().and_then(|s| s.parse().ok()))
     }
 
+    /// Waits until RPC answers `status`.
+    pub async fn wait_rpc(&self) {
+        let until = Instant::now() + DEADLINE;
+        while self.call("status", &[]).await.is_err() {
+            assert!(
+                Instant::now() < until,
+                "RPC never answered; log:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn wait_height(&self, height: u64) {
         let until = Instant::now() + DEADLINE;
         loop {
