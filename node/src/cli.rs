@@ -484,11 +484,10 @@ fn apply_overrides(config: &mut Config, args: &StartArgs) {
 pub fn start(args: &StartArgs) -> Result<(), CliError> {
     let (home, config) = prepare_start(args)?;
     init_tracing(&home, &config)?;
-    // Tokio's worker count is set here rather than left implicit; the executor has its own
-    // pool sized by `execution.threads`.
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Tokio takes one worker per core, or `TOKIO_WORKER_THREADS` when set (several nodes on
+    // one machine run better with fewer each); the executor has its own pool sized by
+    // `execution.threads`.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
         .thread_name("weft-runtime")
         .enable_all()
         .build()

@@ -532,13 +532,18 @@ impl Driver {
         }
         let validity = {
             let chain = self.ctx.chain.read();
-            let mempool = self.ctx.mempool.lock();
+            let mut mempool = self.ctx.mempool.lock();
             let started = Instant::now();
             let verdict = tokio::task::block_in_place(|| {
                 chain.validate(&block, Some(proposal.message.proposer), now_ms(), &|hash| {
                     mempool.signature_verified(hash)
                 })
             });
+            if verdict.is_ok() {
+                // The proposer's fresh txs reach us by gossip after its block does; their
+                // signatures are now known good.
+                mempool.note_signatures_valid(block.block.txs.iter().map(|tx| tx.hash()));
+            }
             self.ctx
                 .metrics
                 .execution_seconds

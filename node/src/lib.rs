@@ -4,6 +4,7 @@
 //! Architecture invariant: the node holds no consensus rules; it feeds the pure state machine
 //! of `weft-consensus` and runs the effects it returns.
 
+pub mod admit;
 pub mod block;
 pub mod byzantine;
 pub mod chain;

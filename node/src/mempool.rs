@@ -536,6 +536,17 @@ impl Mempool {
             )
     }
 
+    /// Records that these txs' signatures verified elsewhere (in a proposed block that
+    /// validated), so that their gossiped copies are admitted without a second check. A hash
+    /// with a verdict already keeps it.
+    pub fn note_signatures_valid(&mut self, hashes: impl IntoIterator<Item = TxHash>) {
+        for hash in hashes {
+            if !self.txs.contains_key(&hash) && self.seen.get(&hash).is_none() {
+                self.seen.record(hash, Seen::SignatureValid);
+            }
+        }
+    }
+
     /// Up to `limit` pending txs in arrival order, for `unconfirmed_txs`.
     pub fn pending(&self, limit: usize) -> Vec<Arc<Transaction>> {
         self.arrivals
@@ -1185,6 +1196,36 @@ mod tests {
         assert!(!pool.signature_verified(&bad.hash()));
         assert!(!pool.signature_verified(&tx(3, 0).hash()));
         assert_eq!(pool.get(&good.hash()).as_deref(), Some(&good));
+    }
+
+    #[test]
+    fn signatures_noted_valid_are_not_checked_again_and_earlier_verdicts_stand() {
+        let state = state(&[]);
+        let mut pool = pool(MempoolConfig::default());
+        // A forged signature, noted valid (as a validated block would), passes admission:
+        // proof that the note, not a second check, decided it.
+        let mut noted = tx(1, 0);
+        noted.signature[0] ^= 1;
+        let mut refused = tx(2, 0);
+        refused.signature[0] ^= 1;
+        assert!(matches!(
+            pool.check(&refused.encode(), &state),
+            Err(AdmitError::BadSignature(_))
+        ));
+        pool.note_signatures_valid([noted.hash(), refused.hash()]);
+        assert!(pool.signature_verified(&noted.hash()));
+        assert_eq!(pool.check(&noted.encode(), &state), Ok(noted.hash()));
+        assert!(!pool.signature_verified(&refused.hash()));
+        assert!(matches!(
+            pool.check(&refused.encode(), &state),
+            Err(AdmitError::BadSignature(_))
+        ));
+        // A pending tx keeps its Admitted verdict: a resend is still a duplicate.
+        pool.note_signatures_valid([noted.hash()]);
+        assert_eq!(
+            pool.check(&noted.encode(), &state),
+            Err(AdmitError::AlreadyKnown)
+        );
     }
 
     #[test]

@@ -97,6 +97,7 @@ use tokio::time::Instant;
 use weft_consensus::{CommitCertificate, Evidence, Height, ValidatorId, VoteType};
 use weft_execution::{Address, Transaction, TxHash};
 
+use crate::admit::Admitter;
 use crate::block::{Header, SealedBlock};
 use crate::chain::{Chain, code_name};
 use crate::context::{EVENTS_MAX, NodeContext, NodeEvent};
@@ -147,6 +148,7 @@ struct RpcState {
     /// The address actually bound (`rpc.laddr` may name port 0).
     rpc_addr: SocketAddr,
     async_checks: Arc<Semaphore>,
+    admitter: Admitter,
 }
 
 type MethodResult = Result<Value, ErrorObjectOwned>;
@@ -178,10 +180,17 @@ pub async fn serve(ctx: Arc<NodeContext>) -> Result<(ServerHandle, SocketAddr), 
     let bound = server
         .local_addr()
         .map_err(|source| RpcError::Bind { addr, source })?;
+    let admitter = Admitter::spawn(
+        Arc::clone(&ctx.chain),
+        Arc::clone(&ctx.mempool),
+        ctx.gossip.clone(),
+        Arc::clone(&ctx.metrics),
+    );
     let module = methods(RpcState {
         ctx,
         rpc_addr: bound,
         async_checks: Arc::new(Semaphore::new(ASYNC_CHECKS_MAX)),
+        admitter,
     });
     tracing::info!(addr = %bound, "JSON-RPC server listening");
     Ok((server.start(module), bound))
@@ -807,36 +816,26 @@ impl Check {
     }
 }
 
-/// Admits `bytes` to the mempool and, when admitted, gossips them.
+/// Admits `bytes` to the mempool and, when admitted, gossips them (batched with other callers'
+/// txs by the [`Admitter`]).
 async fn check_tx(state: &RpcState, bytes: Vec<u8>) -> Result<Check, ErrorObjectOwned> {
-    let (chain, mempool) = (Arc::clone(&state.ctx.chain), Arc::clone(&state.ctx.mempool));
-    let metrics = Arc::clone(&state.ctx.metrics);
-    let (bytes, verdict) = tokio::task::spawn_blocking(move || {
-        let chain = chain.read();
-        let mut mempool = mempool.lock();
-        let verdict = mempool.check(&bytes, chain.state());
-        metrics.mempool_size.set(mempool.len() as i64);
-        (bytes, verdict)
-    })
-    .await
-    .map_err(|e| internal(format!("mempool check failed: {e}")))?;
-    match verdict {
-        Ok(hash) => {
-            if let Err(e) = state.ctx.gossip.publish_txs(vec![bytes]).await {
-                tracing::warn!(error = %e, "an admitted tx was not gossiped");
-            }
-            Ok(Check {
-                code: 0,
-                log: String::new(),
-                hash: Some(hash),
-            })
-        }
-        Err(reason) => Ok(Check {
+    let admission = state
+        .admitter
+        .admit(bytes)
+        .await
+        .map_err(|e| internal(format!("mempool check failed: {e}")))?;
+    Ok(match admission.verdict {
+        Ok(hash) => Check {
+            code: 0,
+            log: String::new(),
+            hash: Some(hash),
+        },
+        Err(reason) => Check {
             code: reason.code(),
             log: reason.to_string(),
-            hash: Transaction::decode(&bytes).ok().map(|tx| tx.hash()),
-        }),
-    }
+            hash: admission.hash,
+        },
+    })
 }
 
 /// Decodes the `tx` param into a transaction's bytes, or the malformed verdict.
@@ -1364,6 +1363,71 @@ mod tests {
             amount: 1,
         };
         Transaction::sign(ChainId::new("weft-rpc").unwrap(), key, nonce, payload)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[expect(
+        clippy::await_holding_lock,
+        reason = "the held lock stalls the admitter on purpose; the queue has room, so sends never wait"
+    )]
+    async fn concurrent_admissions_are_batched_in_arrival_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, key) = context(dir.path()).await;
+        let admitter = Admitter::spawn(
+            Arc::clone(&ctx.chain),
+            Arc::clone(&ctx.mempool),
+            ctx.gossip.clone(),
+            Arc::clone(&ctx.metrics),
+        );
+        // One sender's nonces 0..200 queued before the task can take them, so several share a
+        // batch; nonce 0 first. A forged copy of nonce 100 just before the genuine one is
+        // refused alone and holds no nonce.
+        let mut forged = transfer(&key, 100);
+        forged.signature[7] ^= 1;
+        let mut raws: Vec<Vec<u8>> = (0..200).map(|n| transfer(&key, n).encode()).collect();
+        raws.insert(100, forged.encode());
+        raws.push(b"not a tx".to_vec());
+        // The mempool's lock, held while queueing, stalls the admitter's first batch, so the
+        // rest wait in the queue together.
+        let mut pending = Vec::new();
+        {
+            let _stall = ctx.mempool.lock();
+            for raw in &raws {
+                pending.push(admitter.submit(raw.clone()).await.unwrap());
+            }
+        }
+        let mut answers = Vec::new();
+        for answer in pending {
+            answers.push(answer.await.unwrap());
+        }
+        for (index, answer) in answers.iter().enumerate() {
+            match index {
+                100 => {
+                    assert!(matches!(answer.verdict, Err(AdmitError::BadSignature(_))));
+                    assert_eq!(answer.hash, Some(forged.hash()));
+                }
+                201 => {
+                    assert_eq!(answer.verdict.as_ref().unwrap_err().code(), 1);
+                    assert_eq!(answer.hash, None);
+                }
+                _ => {
+                    let nonce = if index < 100 { index } else { index - 1 } as u64;
+                    let hash = transfer(&key, nonce).hash();
+                    assert_eq!(answer.verdict, Ok(hash), "nonce {nonce}");
+                    assert_eq!(answer.hash, Some(hash));
+                }
+            }
+        }
+        assert_eq!(ctx.mempool.lock().len(), 200);
+        assert!(
+            answers.iter().any(|answer| answer.batch > 1),
+            "no batch held more than one tx"
+        );
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.batch <= crate::admit::ADMIT_BATCH_MAX)
+        );
     }
 
     /// Waits, with a deadline, until `count` receivers listen for events.

@@ -12,7 +12,8 @@
 //! latency percentiles. The last line with `--json` is one object.
 //!
 //! All validators and the load generator share this machine's cores; each validator gets
-//! `--threads` executor and signature threads (default 1).
+//! `--threads` executor and signature threads (default 1) and `--runtime-threads` tokio workers
+//! (default 1).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,9 @@ struct Args {
     /// this machine's cores, so one each avoids oversubscribing them.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Tokio worker threads per node (`TOKIO_WORKER_THREADS`; 0: one per core).
+    #[arg(long, default_value_t = 1)]
+    runtime_threads: usize,
     /// Keep the homes (and logs) here instead of a temporary directory.
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -195,14 +199,19 @@ async fn run(args: Args) -> Result<Value, String> {
     for node in &mut nodes {
         let log =
             std::fs::File::create(node.home.root.join("node.log")).map_err(|e| e.to_string())?;
+        let mut command = Command::new(&weft);
+        command
+            .args(["start", "--home"])
+            .arg(&node.home.root)
+            // The mempool's batched signature checks run on rayon's global pool.
+            .env("RAYON_NUM_THREADS", args.threads.max(1).to_string())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if args.runtime_threads > 0 {
+            command.env("TOKIO_WORKER_THREADS", args.runtime_threads.to_string());
+        }
         node.child = Some(
-            Command::new(&weft)
-                .args(["start", "--home"])
-                .arg(&node.home.root)
-                // The mempool's batched signature checks run on rayon's global pool.
-                .env("RAYON_NUM_THREADS", args.threads.max(1).to_string())
-                .stdout(Stdio::null())
-                .stderr(log)
+            command
                 .spawn()
                 .map_err(|e| format!("{}: {e}", weft.display()))?,
         );
