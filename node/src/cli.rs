@@ -107,6 +107,9 @@ pub struct StartArgs {
     /// Overrides `execution.threads` (0: the machine's cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Sets `rpc.unsafe`: serve the `unsafe_*` methods (partition control for chaos tests).
+    #[arg(long)]
+    pub rpc_unsafe: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -477,6 +480,9 @@ fn apply_overrides(config: &mut Config, args: &StartArgs) {
     }
     if let Some(threads) = args.threads {
         config.execution.threads = threads;
+    }
+    if args.rpc_unsafe {
+        config.rpc.unsafe_routes = true;
     }
 }
 
@@ -924,10 +930,12 @@ mod tests {
             persistent_peers: Some(vec![String::new()]),
             timeout_commit_ms: Some(50),
             threads: Some(2),
+            rpc_unsafe: true,
             ..StartArgs::default()
         }))
         .unwrap();
         assert_eq!(config.rpc.laddr, "127.0.0.1:0");
+        assert!(config.rpc.unsafe_routes);
         assert!(config.p2p.persistent_peers.is_empty());
         assert_eq!(config.consensus.timeout_commit_ms, Some(50));
         assert_eq!(config.execution.threads, 2);
@@ -962,7 +970,7 @@ mod tests {
             "weft start --home h".into(),
             "weft start --home h --p2p-listen /ip4/127.0.0.1/tcp/1 --rpc-laddr 127.0.0.1:2 \
              --metrics-laddr 127.0.0.1:3 --persistent-peers a,b --gossip plain --log-level debug \
-             --timeout-commit-ms 5 --threads 2"
+             --timeout-commit-ms 5 --threads 2 --rpc-unsafe"
                 .into(),
             "weft keys new --out k.json".into(),
             "weft keys show --key k.json".into(),
@@ -985,6 +993,7 @@ mod tests {
             "weft init".to_owned(),
             "weft start --home h --gossip loud".into(),
             "weft start --home h --threads many".into(),
+            "weft start --home h --rpc-unsafe yes".into(),
             "weft keys new".into(),
             "weft tx transfer --key k --to 00 --amount 3".into(),
             "weft tx transfer --key k --to zz --amount 3".into(),
@@ -1006,6 +1015,11 @@ mod tests {
             Some(vec!["a".to_owned(), "b".to_owned()])
         );
         assert_eq!(start.gossip.as_deref(), Some("plain"));
+        assert!(start.rpc_unsafe);
+        let Command::Start(start) = parse(&accepted[2]).unwrap() else {
+            panic!("not start");
+        };
+        assert!(!start.rpc_unsafe);
         let Command::Tx {
             command:
                 TxCommand::Transfer {

@@ -51,6 +51,11 @@ pub struct RpcConfig {
     pub timeout_ms: u64,
     /// How long `broadcast_tx_commit` waits for the tx to commit.
     pub commit_timeout_ms: u64,
+    /// Serves the `unsafe_*` methods (`unsafe_set_isolated`: cut the node off from its peers,
+    /// for chaos tests), as CometBFT's `rpc.unsafe` does. Off by default; never turn it on
+    /// where anyone but the operator can reach the RPC address.
+    #[serde(rename = "unsafe")]
+    pub unsafe_routes: bool,
 }
 
 /// Consensus timings: `None` takes the genesis value.
@@ -137,6 +142,7 @@ impl Default for RpcConfig {
             max_batch: 64,
             timeout_ms: 10_000,
             commit_timeout_ms: 10_000,
+            unsafe_routes: false,
         }
     }
 }
@@ -285,5 +291,32 @@ impl Home {
     }
     pub fn data(&self, config: &Config) -> PathBuf {
         self.root.join(&config.storage.data_dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_config_loads_back_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let mut config = Config::default();
+        config.rpc.unsafe_routes = true;
+        config.p2p.persistent_peers = vec!["/ip4/127.0.0.1/tcp/1".into()];
+        config.save(&path).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), config);
+    }
+
+    #[test]
+    fn unsafe_routes_are_off_unless_rpc_unsafe_is_set() {
+        let parse = |text: &str| toml::from_str::<Config>(text).map(|c| c.rpc.unsafe_routes);
+        assert!(!Config::default().rpc.unsafe_routes);
+        assert!(!parse("").unwrap());
+        assert!(parse("[rpc]\nunsafe = true\n").unwrap());
+        assert!(parse("[rpc]\nunsafe_routes = true\n").is_err());
+        let saved = toml::to_string_pretty(&Config::default()).unwrap();
+        assert!(saved.contains("unsafe = false"), "{saved}");
     }
 }

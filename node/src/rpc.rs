@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | `health` | – | `{}` |
 //! | `status` | – | `{node_info, sync_info, validator_info}` |
-//! | `net_info` | – | `{n_peers, peers[{id, height, round}]}` |
+//! | `net_info` | – | `{n_peers, peers[{id, height, round}], isolated}` |
 //! | `validators` | – | `{block_height, validators[{pub_key, voting_power}], count, total, total_voting_power}` |
 //! | `consensus_state` | – | `{height, round, catching_up}` |
 //! | `block` | `height?` | `{block_id{hash}, block{header, data{txs}, num_txs, evidence, last_commit}}` |
@@ -25,6 +25,7 @@
 //! | `broadcast_tx_sync` | `tx` | `{code, log, hash}`: the mempool's verdict |
 //! | `broadcast_tx_commit` | `tx` | `{check_tx{code, log}, tx_result{code, log}, hash, height}` |
 //! | `subscribe` / `unsubscribe` | `query` | WebSocket only; notifications under method `event` |
+//! | `unsafe_set_isolated` | `isolated` (bool) | `{isolated, peers}`; only with `rpc.unsafe` |
 //!
 //! - `height` defaults to the latest; `limit` to [`UNCONFIRMED_TXS_DEFAULT`], capped at
 //!   [`UNCONFIRMED_TXS_MAX`]. Both may be a number or a decimal string (CometBFT sends strings).
@@ -46,6 +47,14 @@
 //!   `{hash, height, index, code, log}` per committed tx. A subscriber that falls
 //!   [`EVENTS_MAX`] events behind is closed with an error notification; it may resubscribe and
 //!   read what it missed with `block`.
+//! - `unsafe_*` methods exist only when `rpc.unsafe` is true (CometBFT's precedent); otherwise
+//!   they answer -32601. `unsafe_set_isolated` with `isolated: true` cuts the node off from
+//!   every peer (open connections closed, new ones refused both ways, static peers not
+//!   redialled; see `GossipHandle::set_isolated`) and answers once no peer is left, or after
+//!   [`ISOLATION_SETTLE_MS`] (at most half of `rpc.timeout_ms`); `peers` is the count of
+//!   connected peers then. `isolated: false` heals at once: static peers and the peers it had
+//!   are dialled, consensus catches up on reconnection, block sync if it fell behind.
+//!   `net_info.isolated` reports the state.
 //!
 //! # Encoding
 //! Hashes, keys, addresses and txs are lower-case hex. Integers are JSON numbers, except
@@ -124,6 +133,10 @@ pub const SUBSCRIPTIONS_PER_CONNECTION_MAX: u32 = 16;
 pub const WS_MESSAGE_BUFFER_MAX: u32 = 256;
 /// Most `broadcast_tx_async` checks running in the background at once.
 pub const ASYNC_CHECKS_MAX: usize = 256;
+/// Longest `unsafe_set_isolated` waits for the node's connections to close before answering.
+pub const ISOLATION_SETTLE_MS: u64 = 2_000;
+/// How often `unsafe_set_isolated` looks at the peer count while it waits.
+const ISOLATION_POLL: Duration = Duration::from_millis(10);
 
 /// Name of the method that carries subscription notifications.
 const NOTIFICATION_METHOD: &str = "event";
@@ -199,6 +212,7 @@ pub async fn serve(ctx: Arc<NodeContext>) -> Result<(ServerHandle, SocketAddr), 
 fn methods(state: RpcState) -> RpcModule<RpcState> {
     let limit = state.ctx.config.rpc_timeout();
     let commit_limit = limit + Duration::from_millis(state.ctx.config.rpc.commit_timeout_ms);
+    let unsafe_routes = state.ctx.config.rpc.unsafe_routes;
     let mut module = RpcModule::new(state);
     let m = &mut module;
     register(m, "health", limit, |_, _| async { Ok(json!({})) });
@@ -215,6 +229,9 @@ fn methods(state: RpcState) -> RpcModule<RpcState> {
     register(m, "broadcast_tx_async", limit, broadcast_tx_async);
     register(m, "broadcast_tx_sync", limit, broadcast_tx_sync);
     register(m, "broadcast_tx_commit", commit_limit, broadcast_tx_commit);
+    if unsafe_routes {
+        register(m, "unsafe_set_isolated", limit, unsafe_set_isolated);
+    }
     module
         .register_subscription(
             "subscribe",
@@ -324,6 +341,11 @@ struct TxParams {
 #[derive(Deserialize, Debug, PartialEq)]
 struct QueryParams {
     query: String,
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+struct IsolatedParams {
+    isolated: bool,
 }
 
 /// A non-negative integer given as a JSON number or a decimal string, or absent/null.
@@ -649,7 +671,28 @@ async fn net_info(state: Arc<RpcState>, _: Params<'static>) -> MethodResult {
         .iter()
         .map(|p| json!({ "id": p.peer.to_string(), "height": p.height.0, "round": p.round.0 }))
         .collect();
-    Ok(json!({ "n_peers": peers.len(), "peers": peers }))
+    let isolated = state.ctx.gossip.is_isolated();
+    Ok(json!({ "n_peers": peers.len(), "peers": peers, "isolated": isolated }))
+}
+
+// --- Unsafe methods (registered only with `rpc.unsafe`) ---
+
+async fn unsafe_set_isolated(state: Arc<RpcState>, params: Params<'static>) -> MethodResult {
+    let IsolatedParams { isolated } = parse_params(params.as_str())?;
+    tracing::warn!(isolated, "unsafe_set_isolated called");
+    let gossip = &state.ctx.gossip;
+    gossip.set_isolated(isolated);
+    if isolated {
+        // Answer once the cut shows, so the caller may go on to look at the other nodes; the
+        // wait stays well inside the method's own timeout.
+        let settle =
+            Duration::from_millis(ISOLATION_SETTLE_MS).min(state.ctx.config.rpc_timeout() / 2);
+        let deadline = Instant::now() + settle;
+        while gossip.is_isolated() && !gossip.peers().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(ISOLATION_POLL).await;
+        }
+    }
+    Ok(json!({ "isolated": isolated, "peers": gossip.peers().len() }))
 }
 
 async fn validators(state: Arc<RpcState>, _: Params<'static>) -> MethodResult {
@@ -1302,6 +1345,14 @@ mod tests {
     /// A context over a fresh chain with one funded account, real (peerless) gossip, and no
     /// driver: blocks come only from events the test sends.
     async fn context(dir: &std::path::Path) -> (Arc<NodeContext>, SigningKey) {
+        context_with(dir, |_| {}).await
+    }
+
+    /// [`context`], with `tweak` applied to the config.
+    async fn context_with(
+        dir: &std::path::Path,
+        tweak: impl FnOnce(&mut crate::config::Config),
+    ) -> (Arc<NodeContext>, SigningKey) {
         use parking_lot::{Mutex, RwLock};
         use weft_genesis::{ConsensusParams, Genesis, SecretKey};
         use weft_gossip::net::keypair_from_secret;
@@ -1334,6 +1385,7 @@ mod tests {
         let mut config = Config::default();
         config.rpc.laddr = "127.0.0.1:0".into();
         config.rpc.commit_timeout_ms = 300;
+        tweak(&mut config);
         let info = NodeInfo {
             moniker: "m".into(),
             chain_id: chain_id.as_str().into(),
@@ -1430,6 +1482,23 @@ mod tests {
         );
     }
 
+    /// Named params for a client call.
+    fn named(pairs: &[(&str, Value)]) -> jsonrpsee::core::params::ObjectParams {
+        let mut params = jsonrpsee::core::params::ObjectParams::new();
+        for (name, value) in pairs {
+            params.insert(name, value).unwrap();
+        }
+        params
+    }
+
+    /// The code and message of a call's JSON-RPC error.
+    fn call_error(error: jsonrpsee::core::ClientError) -> (i32, String) {
+        match error {
+            jsonrpsee::core::ClientError::Call(e) => (e.code(), e.message().to_owned()),
+            other => panic!("not a call error: {other}"),
+        }
+    }
+
     /// Waits, with a deadline, until `count` receivers listen for events.
     async fn until_listening(ctx: &NodeContext, count: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -1442,7 +1511,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_server_answers_over_http_and_websocket() {
         use jsonrpsee::core::client::{ClientT, SubscriptionClientT};
-        use jsonrpsee::core::params::ObjectParams;
         use jsonrpsee::http_client::HttpClientBuilder;
         use jsonrpsee::rpc_params;
         use jsonrpsee::ws_client::WsClientBuilder;
@@ -1453,17 +1521,6 @@ mod tests {
         let http = HttpClientBuilder::default()
             .build(format!("http://{addr}"))
             .unwrap();
-        let named = |pairs: &[(&str, Value)]| {
-            let mut params = ObjectParams::new();
-            for (name, value) in pairs {
-                params.insert(name, value).unwrap();
-            }
-            params
-        };
-        let call_error = |e: jsonrpsee::core::ClientError| match e {
-            jsonrpsee::core::ClientError::Call(e) => (e.code(), e.message().to_owned()),
-            other => panic!("not a call error: {other}"),
-        };
 
         let health: Value = http.request("health", rpc_params![]).await.unwrap();
         assert_eq!(health, json!({}));
@@ -1603,5 +1660,60 @@ mod tests {
         );
         blocks.unsubscribe().await.unwrap();
         handle.stop().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unsafe_set_isolated_exists_only_with_rpc_unsafe() {
+        use jsonrpsee::core::client::ClientT;
+        use jsonrpsee::http_client::HttpClientBuilder;
+        use jsonrpsee::rpc_params;
+
+        for unsafe_routes in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let (ctx, _) = context_with(dir.path(), |config| {
+                config.rpc.unsafe_routes = unsafe_routes
+            })
+            .await;
+            let (handle, addr) = serve(Arc::clone(&ctx)).await.unwrap();
+            let http = HttpClientBuilder::default()
+                .build(format!("http://{addr}"))
+                .unwrap();
+            let isolate = named(&[("isolated", json!(true))]);
+            let answer = http
+                .request::<Value, _>("unsafe_set_isolated", isolate)
+                .await;
+            let net_info: Value = http.request("net_info", rpc_params![]).await.unwrap();
+            if !unsafe_routes {
+                let (code, _) = call_error(answer.unwrap_err());
+                assert_eq!(code, jsonrpsee::types::error::METHOD_NOT_FOUND_CODE);
+                assert!(!ctx.gossip.is_isolated());
+                assert_eq!(net_info["isolated"], false);
+                handle.stop().unwrap();
+                continue;
+            }
+            assert_eq!(answer.unwrap(), json!({ "isolated": true, "peers": 0 }));
+            assert!(ctx.gossip.is_isolated());
+            assert_eq!(net_info["isolated"], true);
+            let healed: Value = http
+                .request("unsafe_set_isolated", rpc_params![false])
+                .await
+                .unwrap();
+            assert_eq!(healed, json!({ "isolated": false, "peers": 0 }));
+            assert!(!ctx.gossip.is_isolated());
+            for (params, what) in [
+                (named(&[]), "missing field `isolated`"),
+                (named(&[("isolated", json!("yes"))]), "expected a boolean"),
+            ] {
+                let error = http
+                    .request::<Value, _>("unsafe_set_isolated", params)
+                    .await
+                    .unwrap_err();
+                let (code, message) = call_error(error);
+                assert_eq!(code, jsonrpsee::types::error::INVALID_PARAMS_CODE, "{what}");
+                assert!(message.contains(what), "{message}");
+            }
+            assert!(!ctx.gossip.is_isolated());
+            handle.stop().unwrap();
+        }
     }
 }

@@ -8,9 +8,11 @@
 //! [`spawn`] starts a node's gossip on the current tokio runtime and returns a
 //! [`GossipHandle`] and the receiver of [`GossipEvent`]s. Misbehaving peers are charged in
 //! [`Scores`](crate::score::Scores); a banned peer is disconnected and refused until its ban
-//! ends.
+//! ends. [`GossipHandle::set_isolated`] cuts the node off from every peer until it is healed
+//! (a partition for chaos tests; [`isolation`]).
 
 pub mod consensus;
+pub mod isolation;
 mod swarm;
 pub mod sync;
 pub mod txs;
@@ -18,6 +20,7 @@ pub mod txs;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use libp2p::identity::Keypair;
@@ -247,6 +250,8 @@ struct Shared {
     events: mpsc::Sender<GossipEvent>,
     commands: mpsc::Sender<Command>,
     started: Instant,
+    /// Raised while the node is isolated; the swarm task and the isolation behaviour follow it.
+    isolated: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -469,6 +474,24 @@ impl GossipHandle {
     /// Disconnects `peer` and refuses it for `duration` (an operator's partition, or a test's).
     pub fn ban_for(&self, peer: PeerId, duration: Duration) {
         let _ = self.shared.commands.try_send(Command::Ban(peer, duration));
+    }
+
+    /// Cuts this node off from every peer (`true`), or heals it (`false`): a partition for
+    /// chaos tests. While isolated, new connections are refused both ways before their
+    /// handshake, and within one tick of the swarm task (10 ms) every open connection is
+    /// closed and static peers are no longer redialled. Healing dials the static peers, and
+    /// the peers that were connected when the node was cut off, at once. Consensus state is
+    /// untouched: what gossip holds is replayed to each peer as it reconnects.
+    pub fn set_isolated(&self, isolated: bool) {
+        let was = self.shared.isolated.swap(isolated, Ordering::AcqRel);
+        if was != isolated {
+            tracing::info!(isolated, "gossip isolation changed");
+        }
+    }
+
+    /// Whether [`set_isolated`](Self::set_isolated) last cut the node off.
+    pub fn is_isolated(&self) -> bool {
+        self.shared.isolated.load(Ordering::Acquire)
     }
 
     /// Stops the swarm and every stream task.

@@ -2,12 +2,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, Stream, Swarm, allow_block_list, connection_limits, identify, noise, tcp,
@@ -19,6 +21,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use weft_consensus::{Height, Round};
 
 use super::consensus::{CONSENSUS_PROTOCOL, read_loop, write_loop};
+use super::isolation;
 use super::sync::{SYNC_PROTOCOL, SYNC_RESPONSE_BYTES_MAX, SyncCodec, SyncRequest, SyncResponse};
 use super::txs::{TX_BATCH_BYTES_MAX, TxVerdict, batch_cost, decode_batch, encode_batch};
 use super::{
@@ -38,6 +41,8 @@ const TICK: Duration = Duration::from_millis(10);
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    /// First, so that no other behaviour counts a connection it refuses.
+    isolation: isolation::Behaviour,
     blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     limits: connection_limits::Behaviour,
     identify: identify::Behaviour,
@@ -79,6 +84,11 @@ struct Task {
     serving: usize,
     served: mpsc::Sender<(ResponseChannel<SyncResponse>, SyncResponse)>,
     requests: HashMap<OutboundRequestId, PendingRequest>,
+    /// The isolation this task has applied; it follows `Shared::isolated` at each tick.
+    isolated: bool,
+    /// The peers connected when the node was cut off, dialled once when it heals (at most
+    /// `connections_max`; addresses come from identify's cache).
+    reconnect: Vec<PeerId>,
 }
 
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
@@ -110,7 +120,8 @@ pub(super) async fn spawn(
     }
     let limits = config.limits.clone();
     let topic = IdentTopic::new(format!("weft/txs/{}", config.chain_id));
-    let mut swarm = build_swarm(&config, &topic)?;
+    let isolated = Arc::new(AtomicBool::new(false));
+    let mut swarm = build_swarm(&config, &topic, isolated.clone())?;
     swarm
         .listen_on(config.listen.clone())
         .map_err(|e| NetError::Listen {
@@ -156,6 +167,7 @@ pub(super) async fn spawn(
         events: events_tx,
         commands: commands_tx,
         started: Instant::now(),
+        isolated,
     });
     // Inbound streams go through the swarm task, which knows whether the peer is connected.
     let (inbound_tx, mut inbound_rx) = mpsc::channel::<(PeerId, Stream)>(COMMANDS_MAX);
@@ -185,6 +197,8 @@ pub(super) async fn spawn(
         serving: 0,
         served: served_tx,
         requests: HashMap::new(),
+        isolated: false,
+        reconnect: Vec::new(),
     };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
@@ -220,7 +234,11 @@ pub(super) async fn spawn(
     Ok((handle, events_rx))
 }
 
-fn build_swarm(config: &GossipConfig, topic: &IdentTopic) -> Result<Swarm<Behaviour>, NetError> {
+fn build_swarm(
+    config: &GossipConfig,
+    topic: &IdentTopic,
+    isolated: Arc<AtomicBool>,
+) -> Result<Swarm<Behaviour>, NetError> {
     let limits = &config.limits;
     let connection_limits = connection_limits::ConnectionLimits::default()
         .with_max_established(Some(limits.connections_max))
@@ -239,6 +257,7 @@ fn build_swarm(config: &GossipConfig, topic: &IdentTopic) -> Result<Swarm<Behavi
         .with_request_timeout(limits.sync_timeout)
         .with_max_concurrent_streams(limits.sync_in_flight_max);
     let idle = limits.idle_timeout;
+    let identify_cache = limits.connections_max.max(1) as usize;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
         .with_tokio()
         .with_tcp(
@@ -253,12 +272,15 @@ fn build_swarm(config: &GossipConfig, topic: &IdentTopic) -> Result<Swarm<Behavi
                 gossipsub_config,
             )?;
             Ok(Behaviour {
+                isolation: isolation::Behaviour::new(isolated),
                 blocked: allow_block_list::Behaviour::default(),
                 limits: connection_limits::Behaviour::new(connection_limits),
-                identify: identify::Behaviour::new(identify::Config::new(
-                    "/weft/1".to_owned(),
-                    key.public(),
-                )),
+                // The cache holds the listen addresses peers report, so that a peer that
+                // dialled in can be dialled back by its id when an isolation heals.
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/weft/1".to_owned(), key.public())
+                        .with_cache_size(identify_cache),
+                ),
                 streams: libp2p_stream::Behaviour::new(),
                 txs,
                 sync: request_response::Behaviour::with_codec(
@@ -278,6 +300,10 @@ fn build_swarm(config: &GossipConfig, topic: &IdentTopic) -> Result<Swarm<Behavi
 impl Task {
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } if self.isolated => {
+                // Let through before the flag was raised, reported after it.
+                let _ = self.swarm.disconnect_peer_id(peer_id);
+            }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 if let Some(entry) = self.static_peers.get_mut(&peer_id) {
                     entry.backoff = self.limits.redial_min;
@@ -444,6 +470,9 @@ impl Task {
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
             self.schedule_redial(&peer);
         }
+        if self.follow_isolation(now) {
+            return;
+        }
         let due: Vec<(PeerId, Multiaddr)> = self
             .static_peers
             .iter()
@@ -463,6 +492,50 @@ impl Task {
                 self.schedule_redial(&peer);
             }
         }
+    }
+
+    /// Applies the handle's isolation flag; returns whether the node is isolated. Entering
+    /// isolation remembers the connected peers and closes every connection (the isolation
+    /// behaviour refuses new ones); leaving it makes every static peer due now, with its
+    /// backoff reset, and dials the remembered peers once.
+    fn follow_isolation(&mut self, now: Instant) -> bool {
+        let wanted = self.shared.isolated.load(Ordering::Acquire);
+        match (self.isolated, wanted) {
+            (false, true) => {
+                let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                tracing::info!(
+                    peers = connected.len(),
+                    "isolated: closing every connection"
+                );
+                for peer in &connected {
+                    let _ = self.swarm.disconnect_peer_id(*peer);
+                }
+                self.reconnect = connected;
+                self.reconnect
+                    .truncate(self.limits.connections_max as usize);
+            }
+            (true, false) => {
+                tracing::info!("isolation healed: dialling peers");
+                for entry in self.static_peers.values_mut() {
+                    entry.backoff = self.limits.redial_min;
+                    entry.next_dial = Some(now);
+                }
+                for peer in std::mem::take(&mut self.reconnect) {
+                    if self.static_peers.contains_key(&peer) || self.banned.contains_key(&peer) {
+                        continue;
+                    }
+                    let dial = DialOpts::peer_id(peer)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    if let Err(error) = self.swarm.dial(dial) {
+                        tracing::debug!(%peer, %error, "redial after healing refused");
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.isolated = wanted;
+        wanted
     }
 
     fn flush_txs(&mut self) {

@@ -574,3 +574,87 @@ async fn a_peer_that_connects_late_receives_the_heights_in_progress() {
     late.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// How long an isolated node is watched to stay cut off (a bounded check, not a wait).
+const ISOLATION_HOLD: Duration = Duration::from_secs(1);
+
+/// Isolates `node` of a fully connected three-node cluster whose nodes redial after
+/// `redial_min..=redial_max`: the node loses both peers and they lose it, it stays cut off
+/// while the others knock, a vote published meanwhile reaches it only after healing, and
+/// healing reconnects it to both.
+async fn check_isolation(node: usize, redial: (Duration, Duration)) {
+    let overlay = generate(3, 2, 0, 6).unwrap();
+    let mut cluster = Cluster::start(overlay, GossipMode::Semantic, CHAIN, |_, config| {
+        (config.limits.redial_min, config.limits.redial_max) = redial;
+    })
+    .await
+    .unwrap();
+    cluster.wait_connected(DEADLINE).await.unwrap();
+    let seen = collect(&mut cluster);
+    let handles: Vec<_> = cluster.members.iter().map(|m| m.handle.clone()).collect();
+    let cut = handles[node].clone();
+    let others: Vec<usize> = (0..3).filter(|&i| i != node).collect();
+    let sees_cut = |i: usize| handles[i].peers().iter().any(|p| p.peer == cut.peer_id());
+    let report = || {
+        let counts: Vec<usize> = handles.iter().map(|h| h.peers().len()).collect();
+        format!("node {node} isolated; peers per node {counts:?}")
+    };
+
+    cut.set_isolated(true);
+    assert!(cut.is_isolated());
+    wait_for(
+        || cut.peers().is_empty() && !others.iter().any(|&i| sees_cut(i)),
+        || format!("not cut off: {}", report()),
+    )
+    .await;
+    let vote = cluster.vote(
+        others[0],
+        VoteType::Prevote,
+        Height(1),
+        Round(0),
+        Some(AGREED),
+    );
+    handles[others[0]].publish(Message::Vote(vote));
+    let vote_key = (others[0], VoteType::Prevote, Height(1), Some(AGREED));
+    let hold_until = Instant::now() + ISOLATION_HOLD;
+    while Instant::now() < hold_until {
+        assert!(
+            cut.peers().is_empty() && !others.iter().any(|&i| sees_cut(i)),
+            "a connection got through: {}",
+            report()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !seen[node].lock().votes.contains(&vote_key),
+        "the isolated node received a vote"
+    );
+
+    cut.set_isolated(false);
+    assert!(!cut.is_isolated());
+    wait_for(
+        || cut.peers().len() == 2 && others.iter().all(|&i| sees_cut(i)),
+        || format!("not healed: {}", report()),
+    )
+    .await;
+    wait_for(
+        || seen[node].lock().votes.contains(&vote_key),
+        || "the vote held during the isolation never arrived".into(),
+    )
+    .await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_dialler_redials_its_static_peers_at_once_on_healing() {
+    // Node 0 dials both others. A backoff longer than the deadline: only healing's immediate
+    // dial can reconnect in time.
+    let long = DEADLINE * 2;
+    check_isolation(0, (long, long)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_node_refuses_peers_that_keep_dialling_it() {
+    // Node 2 is dialled by both others, which keep knocking every few hundred ms.
+    check_isolation(2, (Duration::from_millis(50), Duration::from_millis(400))).await;
+}
