@@ -1,0 +1,564 @@
+//! `weft-testnet chaos`: faults under load, then the invariants.
+//!
+//! Scenarios, each on one target node (default: the last; node 0 keeps the load's commit
+//! tracking steady):
+//! - `crash-restart`: SIGKILL, then a restart (block sync brings it back);
+//! - `pause`: SIGSTOP, then SIGCONT;
+//! - `partition`: the node's `unsafe_set_isolated` route cuts it from every peer, then heals;
+//! - `byzantine-dag`: a restart with `WEFT_BYZANTINE=extra-edge` (its proposals carry a DAG edge
+//!   the access sets do not justify), then an honest restart;
+//! - `equivocate`: a restart with `WEFT_BYZANTINE=equivocate` (two prevotes per round), then an
+//!   honest restart.
+//!
+//! Each fault lasts a third of `--duration`; the rest is recovery under load. Then:
+//! 1. **agreement**: every node holds the same block hash and state root at every height up
+//!    to the lowest node's height;
+//! 2. **exactly-once**: every tx the load saw committed appears exactly once in the chain, at
+//!    the height it was reported at;
+//! 3. **progress**: after each heal the chain grows within 10 s, and the target catches up;
+//! 4. **evidence**: after `equivocate`, evidence naming the target is committed.
+//!
+//! A violation is printed as `INVARIANT VIOLATED: <name>: <detail>`, and the command fails.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tokio::sync::watch;
+use weft_genesis::read_key_file;
+use weft_node::config::Home;
+
+use crate::client::{BlockSummary, NodeClient};
+use crate::load::{self, Distribution, Kind, Live, LoadSpec};
+use crate::manifest::Manifest;
+use crate::process::{Launcher, Processes, wait_healthy};
+
+/// The chain must grow within this long of a heal.
+pub const PROGRESS_WITHIN: Duration = Duration::from_secs(10);
+/// The target must reach the others' height within this long of a heal.
+pub const REJOIN_WITHIN: Duration = Duration::from_secs(60);
+/// Fewest validators for chaos: one faulty node must leave a quorum.
+pub const CHAOS_VALIDATORS_MIN: usize = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    CrashRestart,
+    Pause,
+    Partition,
+    ByzantineDag,
+    Equivocate,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 5] = [
+        Scenario::CrashRestart,
+        Scenario::Pause,
+        Scenario::Partition,
+        Scenario::ByzantineDag,
+        Scenario::Equivocate,
+    ];
+
+    pub fn parse_list(text: &str) -> Result<Vec<Scenario>, String> {
+        if text == "all" {
+            return Ok(Scenario::ALL.to_vec());
+        }
+        text.split(',')
+            .map(|name| {
+                Scenario::ALL
+                    .into_iter()
+                    .find(|s| s.to_string() == name.trim())
+                    .ok_or_else(|| {
+                        format!(
+                            "--scenario {name:?}: one of crash-restart, pause, partition, \
+                             byzantine-dag, equivocate, all"
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Scenario::CrashRestart => "crash-restart",
+            Scenario::Pause => "pause",
+            Scenario::Partition => "partition",
+            Scenario::ByzantineDag => "byzantine-dag",
+            Scenario::Equivocate => "equivocate",
+        })
+    }
+}
+
+pub struct ChaosArgs {
+    pub home: PathBuf,
+    pub scenario: String,
+    pub duration: Duration,
+    pub tps: u64,
+    pub node: Option<usize>,
+}
+
+/// A broken invariant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub invariant: &'static str,
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "INVARIANT VIOLATED: {}: {}", self.invariant, self.detail)
+    }
+}
+
+/// What a chaos run found.
+#[derive(Debug, Default)]
+pub struct ChaosReport {
+    pub violations: Vec<Violation>,
+    /// Per scenario: seconds from heal to the chain's next block, and to the target's rejoin.
+    pub heals: Vec<(Scenario, f64, Option<f64>)>,
+    pub heights_checked: u64,
+    pub txs_checked: usize,
+    pub evidence_blocks: Vec<u64>,
+    pub load: Option<load::LoadReport>,
+}
+
+pub async fn run_chaos(args: ChaosArgs) -> Result<(), String> {
+    let report = chaos(&args).await?;
+    if let Some(load) = &report.load {
+        println!("{}", load.summary());
+    }
+    for (scenario, progress, rejoin) in &report.heals {
+        println!(
+            "{scenario}: chain grew {progress:.1} s after the heal; target rejoined {}",
+            rejoin.map_or_else(|| "never".into(), |r| format!("after {r:.1} s"))
+        );
+    }
+    println!(
+        "checked {} heights on every node and {} committed txs",
+        report.heights_checked, report.txs_checked
+    );
+    if report.violations.is_empty() {
+        println!("all invariants hold");
+        Ok(())
+    } else {
+        for violation in &report.violations {
+            println!("{violation}");
+        }
+        Err(format!(
+            "{} invariant violation(s): {}",
+            report.violations.len(),
+            report
+                .violations
+                .iter()
+                .map(|v| v.invariant)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
+/// Runs the scenarios against the testnet at `args.home` (which must be up) and checks the
+/// invariants. `Err` is for failures to run at all; broken invariants are in the report.
+pub async fn chaos(args: &ChaosArgs) -> Result<ChaosReport, String> {
+    let scenarios = Scenario::parse_list(&args.scenario)?;
+    let manifest = Manifest::load(&args.home).map_err(|e| e.to_string())?;
+    let n = manifest.nodes.len();
+    if n < CHAOS_VALIDATORS_MIN {
+        return Err(format!(
+            "chaos needs at least {CHAOS_VALIDATORS_MIN} validators (one faulty node must leave a quorum); this testnet has {n}"
+        ));
+    }
+    let target = args.node.unwrap_or(n - 1);
+    if target >= n {
+        return Err(format!(
+            "--node {target}: the testnet has nodes 0..{}",
+            n - 1
+        ));
+    }
+    if args.duration < Duration::from_secs(3) {
+        return Err("--duration must be at least 3 s".into());
+    }
+    let mut processes = Processes::new(manifest.clone(), Launcher::of(&manifest));
+    let all: Vec<usize> = (0..n).collect();
+    let down: Vec<String> = all
+        .iter()
+        .filter(|&&i| !processes.is_running(i))
+        .map(|&i| manifest.nodes[i].name.clone())
+        .collect();
+    if !down.is_empty() {
+        return Err(format!(
+            "not running: {} (start the testnet with `weft-testnet up --home {}`)",
+            down.join(", "),
+            args.home.display()
+        ));
+    }
+    wait_healthy(&manifest, &all, 1, Duration::from_secs(30))
+        .await
+        .map_err(|e| e.to_string())?;
+    let target_key = read_key_file(&Home::new(&manifest.nodes[target].home).validator_key())
+        .map_err(|e| e.to_string())?;
+    let target_hex = hex::encode(target_key.public());
+    let clients: Vec<NodeClient> = manifest
+        .nodes
+        .iter()
+        .map(|node| NodeClient::new(node, Duration::from_secs(2)))
+        .collect();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let load_task = {
+        let spec = LoadSpec {
+            tps: args.tps,
+            duration: None,
+            first_account: 0,
+            accounts: (manifest.load_accounts / 2).clamp(1, 500),
+            distribution: Distribution::Uniform,
+            kind: Kind::Transfer,
+            seed: 0xc4a05,
+        };
+        spec.validate(&manifest).map_err(|e| e.to_string())?;
+        let manifest = manifest.clone();
+        tokio::spawn(async move {
+            load::run(&manifest, &spec, Arc::new(Live::default()), stop_rx, false).await
+        })
+    };
+
+    let mut report = ChaosReport::default();
+    let fault_time = args.duration / 3;
+    for &scenario in &scenarios {
+        println!(
+            "== {scenario} on {} for {:?}",
+            manifest.nodes[target].name, fault_time
+        );
+        let scenario_end = Instant::now() + args.duration;
+        inject(&mut processes, &clients[target], target, scenario, true).await?;
+        tokio::time::sleep(fault_time).await;
+        let before = max_height(&clients, target).await;
+        inject(&mut processes, &clients[target], target, scenario, false).await?;
+        let healed = Instant::now();
+        println!("   healed at height {before}");
+        let progress = wait_for(PROGRESS_WITHIN, || async {
+            max_height(&clients, target).await > before
+        })
+        .await;
+        let progress_s = healed.elapsed().as_secs_f64();
+        if !progress {
+            report.violations.push(Violation {
+                invariant: "progress",
+                detail: format!(
+                    "after {scenario}, the chain stayed at height {before} for {PROGRESS_WITHIN:?} after the heal"
+                ),
+            });
+        }
+        let rejoined = wait_for(REJOIN_WITHIN, || async {
+            clients[target].height().await.unwrap_or(0) >= before
+        })
+        .await;
+        let rejoin_s = rejoined.then(|| healed.elapsed().as_secs_f64());
+        if !rejoined {
+            report.violations.push(Violation {
+                invariant: "progress",
+                detail: format!(
+                    "after {scenario}, {} did not reach height {before} within {REJOIN_WITHIN:?}",
+                    manifest.nodes[target].name
+                ),
+            });
+        }
+        report.heals.push((scenario, progress_s, rejoin_s));
+        if let Some(rest) = scenario_end.checked_duration_since(Instant::now()) {
+            tokio::time::sleep(rest).await;
+        }
+    }
+
+    let _ = stop_tx.send(true);
+    let load_report = load_task
+        .await
+        .map_err(|e| format!("load task: {e}"))?
+        .map_err(|e| format!("load: {e}"))?;
+
+    // Let every node reach a common height before comparing.
+    let _ = wait_healthy(&manifest, &all, 1, Duration::from_secs(30)).await;
+    let check = check_chain(&clients).await?;
+    report.heights_checked = check.heights;
+    report.violations.extend(check.violations);
+    report.violations.extend(check_exactly_once(
+        &load_report.committed_txs,
+        &check.tx_heights,
+    ));
+    report.txs_checked = load_report.committed_txs.len();
+    report.evidence_blocks = check
+        .evidence
+        .iter()
+        .filter(|(_, accused)| *accused == target_hex)
+        .map(|(height, _)| *height)
+        .collect();
+    if scenarios.contains(&Scenario::Equivocate) && report.evidence_blocks.is_empty() {
+        report.violations.push(Violation {
+            invariant: "evidence",
+            detail: format!(
+                "{} equivocated, but no committed block holds evidence naming it",
+                manifest.nodes[target].name
+            ),
+        });
+    }
+    report.load = Some(load_report);
+    Ok(report)
+}
+
+/// Starts (`on`) or ends one fault on node `target`.
+async fn inject(
+    processes: &mut Processes,
+    client: &NodeClient,
+    target: usize,
+    scenario: Scenario,
+    on: bool,
+) -> Result<(), String> {
+    let node = processes.manifest.nodes[target].name.clone();
+    let result = tokio::task::block_in_place(|| -> Result<(), String> {
+        let e = |e: crate::process::ProcessError| e.to_string();
+        match (scenario, on) {
+            (Scenario::CrashRestart, true) => processes.kill(target).map_err(e),
+            (Scenario::CrashRestart, false) => processes.start(target, &[]).map(|_| ()).map_err(e),
+            (Scenario::Pause, true) => processes
+                .signal(target, Signal::SIGSTOP)
+                .map(|_| ())
+                .map_err(e),
+            (Scenario::Pause, false) => processes
+                .signal(target, Signal::SIGCONT)
+                .map(|_| ())
+                .map_err(e),
+            (Scenario::ByzantineDag | Scenario::Equivocate, true) => {
+                let lie = if scenario == Scenario::Equivocate {
+                    "equivocate"
+                } else {
+                    "extra-edge"
+                };
+                processes.stop(target).map_err(e)?;
+                processes
+                    .start(target, &[("WEFT_BYZANTINE", lie)])
+                    .map(|_| ())
+                    .map_err(e)
+            }
+            (Scenario::ByzantineDag | Scenario::Equivocate, false) => {
+                processes.stop(target).map_err(e)?;
+                processes.start(target, &[]).map(|_| ()).map_err(e)
+            }
+            (Scenario::Partition, _) => Ok(()),
+        }
+    });
+    result.map_err(|e| format!("{scenario} on {node}: {e}"))?;
+    if scenario == Scenario::Partition {
+        client
+            .set_isolated(on)
+            .await
+            .map_err(|e| format!("{scenario} on {node}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The highest height among the nodes other than `skip` that answer.
+async fn max_height(clients: &[NodeClient], skip: usize) -> u64 {
+    let heights = futures::future::join_all(
+        clients
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != skip)
+            .map(|(_, c)| c.height()),
+    )
+    .await;
+    heights
+        .into_iter()
+        .filter_map(Result::ok)
+        .max()
+        .unwrap_or(0)
+}
+
+async fn wait_for<F, Fut>(limit: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What the whole-chain check found.
+pub struct ChainCheck {
+    pub heights: u64,
+    pub violations: Vec<Violation>,
+    /// Every tx hash in node 0's chain, with the heights it appears at.
+    pub tx_heights: HashMap<String, Vec<u64>>,
+    /// (height, accused validator) for each committed evidence item.
+    pub evidence: Vec<(u64, String)>,
+}
+
+/// Reads every block up to the lowest node's height from every node and compares them.
+pub async fn check_chain(clients: &[NodeClient]) -> Result<ChainCheck, String> {
+    let mut tops = Vec::new();
+    for client in clients {
+        tops.push(client.height().await.map_err(|e| e.to_string())?);
+    }
+    let top = tops.iter().copied().min().unwrap_or(0);
+    let mut check = ChainCheck {
+        heights: top,
+        violations: Vec::new(),
+        tx_heights: HashMap::new(),
+        evidence: Vec::new(),
+    };
+    const CONCURRENT: usize = 16;
+    let heights: Vec<u64> = (1..=top).collect();
+    for chunk in heights.chunks(CONCURRENT) {
+        let fetched = futures::future::join_all(chunk.iter().map(|&height| async move {
+            let mut blocks = Vec::with_capacity(clients.len());
+            for client in clients {
+                blocks.push(client.block(height).await);
+            }
+            (height, blocks)
+        }))
+        .await;
+        for (height, blocks) in fetched {
+            let mut reference: Option<&BlockSummary> = None;
+            for (client, block) in clients.iter().zip(&blocks) {
+                let block = match block {
+                    Ok(block) => block,
+                    Err(e) => {
+                        check.violations.push(Violation {
+                            invariant: "agreement",
+                            detail: format!("{} has no block {height}: {e}", client.name),
+                        });
+                        continue;
+                    }
+                };
+                match reference {
+                    None => reference = Some(block),
+                    Some(first) => {
+                        if first.hash != block.hash || first.state_root != block.state_root {
+                            check.violations.push(Violation {
+                                invariant: "agreement",
+                                detail: format!(
+                                    "height {height}: {} holds {} (state {}), {} holds {} (state {})",
+                                    clients[0].name,
+                                    first.hash,
+                                    first.state_root,
+                                    client.name,
+                                    block.hash,
+                                    block.state_root
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
+            if let Some(block) = reference {
+                for tx in &block.txs {
+                    check.tx_heights.entry(tx.clone()).or_default().push(height);
+                }
+                for accused in &block.evidence {
+                    check.evidence.push((height, accused.clone()));
+                }
+            }
+        }
+        if check.violations.len() > 20 {
+            break;
+        }
+    }
+    Ok(check)
+}
+
+/// Every tx reported committed appears exactly once, at the height it was reported at; no tx
+/// appears twice anywhere.
+pub fn check_exactly_once(
+    committed: &[(String, u64)],
+    tx_heights: &HashMap<String, Vec<u64>>,
+) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for (hash, height) in committed {
+        match tx_heights.get(hash).map(Vec::as_slice) {
+            Some([at]) if at == height => {}
+            Some([at]) => violations.push(Violation {
+                invariant: "exactly-once",
+                detail: format!("tx {hash} was reported at height {height} but is at {at}"),
+            }),
+            Some(heights) if heights.len() > 1 => violations.push(Violation {
+                invariant: "exactly-once",
+                detail: format!("tx {hash} appears at heights {heights:?}"),
+            }),
+            _ => violations.push(Violation {
+                invariant: "exactly-once",
+                detail: format!(
+                    "tx {hash} was reported committed at height {height} but is not in the chain"
+                ),
+            }),
+        }
+        if violations.len() > 20 {
+            return violations;
+        }
+    }
+    for (hash, heights) in tx_heights {
+        if heights.len() > 1 && !committed.iter().any(|(h, _)| h == hash) {
+            violations.push(Violation {
+                invariant: "exactly-once",
+                detail: format!("tx {hash} appears at heights {heights:?}"),
+            });
+        }
+    }
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenarios_parse_by_name_list_and_all() {
+        assert_eq!(Scenario::parse_list("all").unwrap(), Scenario::ALL.to_vec());
+        assert_eq!(
+            Scenario::parse_list("pause,equivocate").unwrap(),
+            vec![Scenario::Pause, Scenario::Equivocate]
+        );
+        for s in Scenario::ALL {
+            assert_eq!(Scenario::parse_list(&s.to_string()).unwrap(), vec![s]);
+        }
+        let error = Scenario::parse_list("meteor").unwrap_err();
+        assert!(error.contains("\"meteor\""), "{error}");
+    }
+
+    #[test]
+    fn exactly_once_names_missing_moved_and_duplicated_txs() {
+        let chain: HashMap<String, Vec<u64>> = [
+            ("a".to_owned(), vec![3]),
+            ("b".to_owned(), vec![4, 9]),
+            ("c".to_owned(), vec![5]),
+            ("d".to_owned(), vec![6, 7]),
+        ]
+        .into_iter()
+        .collect();
+        let committed = vec![
+            ("a".to_owned(), 3),
+            ("b".to_owned(), 4),
+            ("c".to_owned(), 6),
+            ("e".to_owned(), 8),
+        ];
+        let violations = check_exactly_once(&committed, &chain);
+        let details: Vec<&str> = violations.iter().map(|v| v.detail.as_str()).collect();
+        assert_eq!(violations.len(), 4, "{details:?}");
+        assert!(violations.iter().all(|v| v.invariant == "exactly-once"));
+        assert!(details[0].contains("tx b appears at heights [4, 9]"));
+        assert!(details[1].contains("reported at height 6 but is at 5"));
+        assert!(details[2].contains("tx e was reported committed"));
+        assert!(details[3].contains("tx d appears at heights [6, 7]"));
+        let clean: HashMap<String, Vec<u64>> = [("a".to_owned(), vec![3])].into_iter().collect();
+        assert!(check_exactly_once(&committed[..1], &clean).is_empty());
+    }
+}

@@ -1,0 +1,214 @@
+//! The testnet tool end to end, as a user runs it: `up` in the background, `status`, `load`,
+//! `chaos --scenario all`, then Ctrl-C (SIGINT) to `up`, which stops every node. Real
+//! processes on 127.0.0.1; the nodes run from this package's binary in node mode.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use weft_testnet::manifest::Manifest;
+use weft_testnet::process::running_pid;
+
+const TESTNET: &str = env!("CARGO_BIN_EXE_weft-testnet");
+const VALIDATORS: usize = 4;
+
+/// A base port whose node ports (p2p, RPC, metrics for each node) are all free now.
+fn free_base() -> u16 {
+    let seed = std::process::id() as u64 * 7919 + Instant::now().elapsed().as_nanos() as u64;
+    for attempt in 0..200u64 {
+        let base = 20_000 + ((seed + attempt * 613) % 3_000) as u16 * 10;
+        let free = (0..VALIDATORS as u16).all(|i| {
+            [0, 1, 4]
+                .iter()
+                .all(|offset| TcpListener::bind(("127.0.0.1", base + 10 * i + offset)).is_ok())
+        });
+        if free {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+fn testnet(args: &[&str], home: &Path) -> Output {
+    let output = Command::new(TESTNET)
+        .args(args)
+        .arg("--home")
+        .arg(home)
+        .output()
+        .expect("weft-testnet runs");
+    eprintln!(
+        "weft-testnet {}:\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Stops `up` (and so the nodes) even when an assertion fails.
+struct Up(Option<Child>);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGINT);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn up_status_load_chaos_and_a_clean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("testnet");
+    let base = free_base().to_string();
+    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
+    let child = Command::new(TESTNET)
+        .args([
+            "up",
+            "--validators",
+            "4",
+            "--load",
+            "200",
+            "--accounts",
+            "600",
+        ])
+        .args(["--base-port", &base, "--threads", "1", "--home"])
+        .arg(&home)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut up = Up(Some(child));
+
+    // Up is healthy once it says so (every node committed a block).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
+        if text.contains("all 4 nodes are committing") {
+            break;
+        }
+        let exited = up.0.as_mut().unwrap().try_wait().unwrap();
+        assert!(exited.is_none(), "up exited early:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "up never became healthy:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let manifest = Manifest::load(&home).unwrap();
+    assert_eq!(manifest.nodes.len(), VALIDATORS);
+    for node in &manifest.nodes {
+        assert!(running_pid(node).is_some(), "{} has no live pid", node.name);
+        assert!(
+            node.log_path().exists(),
+            "{}'s log is under its home",
+            node.name
+        );
+    }
+
+    let status = testnet(&["status"], &home);
+    assert!(status.status.success());
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(table.contains("all reachable nodes agree"), "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("node")).count(),
+        1 + VALIDATORS
+    );
+
+    let out = dir.path().join("load");
+    let load = Command::new(TESTNET)
+        .args([
+            "load",
+            "--tps",
+            "300",
+            "--duration",
+            "5",
+            "--accounts",
+            "300",
+            "--json",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .arg("--home")
+        .arg(&home)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&load.stdout);
+    eprintln!("load:\n{stdout}{}", String::from_utf8_lossy(&load.stderr));
+    assert!(load.status.success());
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap()).expect("the last line is JSON");
+    assert_eq!(summary["sent"], 1_500);
+    assert!(summary["committed"].as_u64().unwrap() >= 1_400, "{summary}");
+    assert!(out.with_extension("csv").exists());
+    let svg = std::fs::read_to_string(out.with_extension("svg")).unwrap();
+    assert!(svg.contains("<svg"));
+
+    let chaos = testnet(
+        &[
+            "chaos",
+            "--scenario",
+            "all",
+            "--duration",
+            "6",
+            "--tps",
+            "200",
+        ],
+        &home,
+    );
+    let text = String::from_utf8_lossy(&chaos.stdout);
+    assert!(chaos.status.success(), "chaos failed:\n{text}");
+    assert!(text.contains("all invariants hold"), "{text}");
+    for scenario in [
+        "crash-restart",
+        "pause",
+        "partition",
+        "byzantine-dag",
+        "equivocate",
+    ] {
+        assert!(text.contains(&format!("== {scenario}")), "{scenario} ran");
+    }
+
+    // Ctrl-C to `up` stops every node cleanly.
+    let mut child = up.0.take().unwrap();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "up did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(dir.path().join("up.log")).unwrap();
+    assert!(exit.success(), "up failed:\n{text}");
+    for node in &manifest.nodes {
+        assert!(running_pid(node).is_none(), "{} still runs", node.name);
+    }
+    assert!(text.contains("stopped;"), "{text}");
+}
+
+#[test]
+fn commands_on_a_missing_testnet_say_how_to_make_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("none");
+    for command in ["status", "down", "load", "chaos"] {
+        let output = testnet(&[command], &home);
+        assert!(!output.status.success(), "{command} succeeded");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("weft-testnet up"), "{command}: {stderr}");
+    }
+}
