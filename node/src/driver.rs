@@ -31,6 +31,7 @@ use weft_gossip::verify::{sign_proposal, sign_vote};
 use weft_gossip::{GossipEvent, Message};
 
 use crate::block::SealedBlock;
+use crate::blocklog::BlockLog;
 use crate::chain::{Committed, evidence_id};
 use crate::context::{EVIDENCE_KEPT_MAX, NodeContext, NodeEvent};
 use crate::guard::{GuardError, SignGuard};
@@ -51,6 +52,8 @@ const SYNC_BATCH: u32 = 32;
 pub enum DriverError {
     #[error("WAL: {0}")]
     Wal(#[from] crate::wal::WalError),
+    #[error(transparent)]
+    BlockLog(#[from] crate::blocklog::BlockLogError),
     #[error("sign guard: {0}")]
     Guard(#[from] GuardError),
     #[error("chain: {0}")]
@@ -96,6 +99,8 @@ pub struct Driver {
     me: Option<ValidatorId>,
     machine: Machine,
     wal: Wal,
+    /// The blocks behind this height's proposals, durable with the WAL.
+    block_log: BlockLog,
     /// The entries of the current WAL log, for rotation at the next height.
     log: Vec<WalEntry>,
     guard: SignGuard,
@@ -140,6 +145,7 @@ impl Driver {
             );
         }
         let guard = SignGuard::open(&setup.guard_path)?;
+        let (block_log, logged_blocks) = BlockLog::open(block_log_path(&setup.wal_path))?;
         let me = setup
             .key
             .as_ref()
@@ -165,6 +171,7 @@ impl Driver {
             me,
             machine,
             wal,
+            block_log,
             log: Vec::new(),
             guard,
             params: setup.params,
@@ -186,6 +193,12 @@ impl Driver {
             last_block_at: None,
         };
         let next = committed.next();
+        // Blocks proposed before a restart: a value decided from the WAL may need one.
+        for block in logged_blocks {
+            if block.block.header.height >= next && driver.blocks.len() < BLOCKS_MAX {
+                driver.blocks.insert(block.hash, block);
+            }
+        }
         let resumable = matches!(
             entries.first(),
             Some(WalEntry(Input::StartHeight { height, .. })) if *height == next
@@ -238,6 +251,9 @@ impl Driver {
         self.log = log;
         self.timeouts.clear();
         self.blocks.retain(|_, b| b.block.header.height >= height);
+        if let Err(error) = self.block_log.reset(self.blocks.values()) {
+            tracing::warn!(%error, "could not rotate the proposal-block log");
+        }
         let effects = self.machine.handle(start);
         for effect in effects {
             self.run_effect(effect)?;
@@ -298,6 +314,9 @@ impl Driver {
         match effect {
             Effect::Persist(record) => {
                 self.wal.sync()?;
+                if let Err(error) = self.block_log.sync() {
+                    tracing::warn!(%error, "could not sync the proposal-block log");
+                }
                 match self.guard.persist(&record) {
                     Ok(()) => {}
                     Err(GuardError::Regression(_)) if self.replaying => {}
@@ -374,6 +393,7 @@ impl Driver {
                 }
                 let block = self.build_block()?;
                 let value = block.hash;
+                self.log_block(&block);
                 self.blocks.insert(value, block);
                 self.queue.push_back(Input::ProposeValue {
                     height,
@@ -556,10 +576,21 @@ impl Driver {
                 }
             }
         };
-        if self.blocks.len() < BLOCKS_MAX {
+        if self.blocks.len() < BLOCKS_MAX && !self.blocks.contains_key(&block.hash) {
+            if validity == Validity::Valid {
+                self.log_block(&block);
+            }
             self.blocks.insert(block.hash, block);
         }
         self.feed(Input::Proposal { proposal, validity })
+    }
+
+    /// Appends a block to the proposal-block log (durable at the next `Persist`). A failure
+    /// costs only the restart case the log exists for, so it is logged, not fatal.
+    fn log_block(&mut self, block: &SealedBlock) {
+        if let Err(error) = self.block_log.append(block) {
+            tracing::warn!(%error, height = ?block.block.header.height, "could not log a proposal's block");
+        }
     }
 
     fn on_message(&mut self, message: Message) -> Result<(), DriverError> {
@@ -695,6 +726,16 @@ impl Driver {
             }
         }
         self.wal.sync()?;
+        if let Err(error) = self.block_log.sync() {
+            tracing::warn!(%error, "could not sync the proposal-block log");
+        }
         Ok(())
     }
+}
+
+/// The proposal-block log sits beside the WAL: `<wal>.blocks`.
+pub fn block_log_path(wal: &std::path::Path) -> std::path::PathBuf {
+    let mut name = wal.as_os_str().to_owned();
+    name.push(".blocks");
+    std::path::PathBuf::from(name)
 }

@@ -6,6 +6,7 @@
 
 pub mod admit;
 pub mod block;
+pub mod blocklog;
 pub mod byzantine;
 pub mod chain;
 pub mod cli;

@@ -103,3 +103,38 @@ async fn four_validators_agree_and_a_killed_one_catches_up() {
         );
     }
 }
+
+/// Every node stopped at the same moment, maybe between deciding a height and committing it,
+/// then restarted: each resumes from its WAL, and whoever decided still holds the block (the
+/// proposal-block log), so the chain carries on. Three rounds, to land in that window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_four_stopped_together_resume_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = network(dir.path(), 4, CHAIN);
+    for node in &mut nodes {
+        node.start();
+    }
+    let mut top = 2;
+    for round in 0..3 {
+        for node in &nodes {
+            node.wait_height(top).await;
+        }
+        for node in &nodes {
+            node.term();
+        }
+        for node in &mut nodes {
+            assert!(node.stop(), "round {round}: a node did not stop cleanly");
+        }
+        let mut heights = Vec::new();
+        for node in &mut nodes {
+            node.start();
+            node.wait_rpc().await;
+            heights.push(node.height().await.unwrap());
+        }
+        top = heights.into_iter().max().unwrap() + 3;
+    }
+    for node in &nodes {
+        node.wait_height(top).await;
+    }
+    assert_identical(&nodes, top).await;
+}

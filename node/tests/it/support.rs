@@ -109,6 +109,15 @@ impl TestNode {
         }
     }
 
+    /// SIGTERM without waiting (to stop several nodes at the same moment).
+    pub fn term(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+    }
+
     /// SIGTERM, and wait for a clean exit.
     pub fn stop(&mut self) -> bool {
         let Some(mut child) = self.child.take() else {
