@@ -3,7 +3,7 @@
 //!
 //! - `empty_heights_per_s`: node 0's height growth over [`EMPTY_PHASE`] with no load.
 //! - `gossip_msgs_per_node_per_height`: consensus-plane messages received
-//!   (`weft_p2p_messages_total{direction="in"}`, summed over the nodes) per node per height,
+//!   (`weft_p2p_messages_total{direction="received"}`, summed over the nodes) per node per height,
 //!   over the same empty phase (tx batches are gossipsub's, not counted there).
 //! - The saturation point is the highest offered rate at which at least
 //!   [`COMMITTED_SHARE_MIN`] of the txs sent commit and p99 latency stays under the bound.
@@ -196,7 +196,11 @@ async fn empty_phase(manifest: &manifest::Manifest) -> Result<(f64, f64), String
             let body = fetch_metrics(node, Duration::from_secs(2))
                 .await
                 .map_err(|e| e.to_string())?;
-            total += metric_sum(&body, "weft_p2p_messages_total", Some("direction=\"in\""));
+            total += metric_sum(
+                &body,
+                "weft_p2p_messages_total",
+                Some("direction=\"received\""),
+            );
         }
         Ok::<f64, String>(total)
     };

@@ -230,7 +230,7 @@ pub async fn chaos(args: &ChaosArgs) -> Result<ChaosReport, String> {
     let fault_time = args.duration / 3;
     for &scenario in &scenarios {
         println!(
-            "== {scenario} on {} for {:?}",
+            "== {scenario} on {} for {:.1?}",
             manifest.nodes[target].name, fault_time
         );
         let scenario_end = Instant::now() + args.duration;

@@ -250,13 +250,17 @@ mod tests {
     #[test]
     fn metric_sums_add_label_sets_and_skip_lookalikes() {
         let body = "# HELP weft_p2p_messages_total x\n\
-                    weft_p2p_messages_total{direction=\"in\",kind=\"vote\"} 10\n\
-                    weft_p2p_messages_total{direction=\"out\",kind=\"vote\"} 4\n\
+                    weft_p2p_messages_total{direction=\"received\",kind=\"vote\"} 10\n\
+                    weft_p2p_messages_total{direction=\"sent\",kind=\"vote\"} 4\n\
                     weft_p2p_messages_total_other 99\n\
                     weft_height 7\n";
         assert_eq!(metric_sum(body, "weft_p2p_messages_total", None), 14.0);
         assert_eq!(
-            metric_sum(body, "weft_p2p_messages_total", Some("direction=\"in\"")),
+            metric_sum(
+                body,
+                "weft_p2p_messages_total",
+                Some("direction=\"received\"")
+            ),
             10.0
         );
         assert_eq!(metric_sum(body, "weft_height", None), 7.0);

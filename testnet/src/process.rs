@@ -137,6 +137,16 @@ impl Processes {
             .map_err(|e| start_error(format!("{}: {e}", node.log_path().display())))?;
         let err = log.try_clone().map_err(|e| start_error(e.to_string()))?;
         let mut command = self.launcher.command(node);
+        // The nodes share this machine's cores: each gets its share of tokio workers and of
+        // rayon's global pool (the mempool's signature checks), unless the caller's
+        // environment says otherwise. (On 2 cores, 4 nodes with 2 workers each spent a fifth
+        // of their time switching; see ADR 0010's measurements.)
+        let share = nodes_share(self.len()).to_string();
+        for var in ["TOKIO_WORKER_THREADS", "RAYON_NUM_THREADS"] {
+            if std::env::var_os(var).is_none() {
+                command.env(var, &share);
+            }
+        }
         command
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -245,6 +255,12 @@ impl Drop for Processes {
     fn drop(&mut self) {
         self.reap();
     }
+}
+
+/// Threads per node when `nodes` share this machine: its cores divided among them, at least 1.
+pub fn nodes_share(nodes: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cores / nodes.max(1)).max(1)
 }
 
 /// The pid of node's process when its pid file names a live process running that node.

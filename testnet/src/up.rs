@@ -36,8 +36,7 @@ pub fn up_load_accounts(load_accounts: usize) -> usize {
 
 /// Executor threads per node when not told: the machine's cores shared among the validators.
 pub fn default_threads(validators: usize) -> usize {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    (cores / validators.max(1)).max(1)
+    crate::process::nodes_share(validators)
 }
 
 /// Reuses the testnet at `home` when there is one (its nodes keep their data), else writes a
