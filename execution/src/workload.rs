@@ -11,7 +11,35 @@ use rustc_hash::FxHashMap;
 
 use crate::exec::propose;
 use crate::state::{Account, MemoryState, StateKey, StateValue, StateView};
-use crate::tx::{Address, ChainId, Name, Payload, Transaction, WorkSlots};
+use crate::tx::{Address, ChainId, Name, Payload, Transaction, WORK_ROUNDS_MAX, WorkSlots};
+
+/// Nanoseconds per work round (one blake3 of a 32-byte digest, what a `Work` tx loops over)
+/// on this machine: the fastest of three timed runs, measured once per process.
+pub fn work_round_ns() -> f64 {
+    static ROUND_NS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *ROUND_NS.get_or_init(|| {
+        const ROUNDS: u32 = 50_000;
+        let mut best = f64::INFINITY;
+        for _ in 0..3 {
+            let mut digest = [0u8; 32];
+            let start = std::time::Instant::now();
+            for _ in 0..ROUNDS {
+                digest = *blake3::hash(&digest).as_bytes();
+            }
+            std::hint::black_box(digest);
+            best = best.min(start.elapsed().as_nanos() as f64 / f64::from(ROUNDS));
+        }
+        best.max(1.0)
+    })
+}
+
+/// Rounds for a work tx of about `micros` µs on this machine ([`work_round_ns`]), rounded and
+/// capped at [`WORK_ROUNDS_MAX`] (a tx asking for more is malformed). A tx's whole execution
+/// adds a few µs of state reads and writes on top.
+pub fn work_rounds(micros: u32) -> u32 {
+    let rounds = (f64::from(micros) * 1_000.0 / work_round_ns()).round();
+    (rounds as u32).min(WORK_ROUNDS_MAX)
+}
 
 /// Balance every genesis account starts with.
 pub const GENESIS_BALANCE: u64 = 1_000_000_000;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::watch;
-use weft_execution::workload::Workload;
+use weft_execution::workload::{Workload, work_rounds};
 use weft_execution::{
     Executor, ExecutorConfig, ParallelExecutor, SerialExecutor, propose, verify_block,
 };
@@ -30,18 +30,6 @@ use crate::up::default_threads;
 
 /// Per-tx work of the executor-speedup block, µs.
 pub const EXEC_WORK_US: u32 = 10;
-
-/// Nanoseconds per work round (one blake3 of 32 bytes), to turn µs into rounds.
-fn work_round_ns() -> f64 {
-    const ROUNDS: u32 = 200_000;
-    let mut digest = [0u8; 32];
-    let start = Instant::now();
-    for _ in 0..ROUNDS {
-        digest = *blake3::hash(&digest).as_bytes();
-    }
-    std::hint::black_box(digest);
-    start.elapsed().as_nanos() as f64 / f64::from(ROUNDS)
-}
 
 /// Length of the no-load measurement.
 pub const EMPTY_PHASE: Duration = Duration::from_secs(5);
@@ -290,7 +278,7 @@ async fn climb(
 pub fn exec_speedup(threads: usize) -> Result<f64, String> {
     const TXS: usize = 10_000;
     const RUNS: usize = 5;
-    let rounds = (f64::from(EXEC_WORK_US) * 1_000.0 / work_round_ns()).round() as u32;
+    let rounds = work_rounds(EXEC_WORK_US);
     let workload = Workload::Work {
         accounts: 100_000,
         rounds: rounds.max(1),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde::Serialize;
-use weft_execution::workload::{GeneratedBlock, Workload};
+use weft_execution::workload::{GeneratedBlock, Workload, work_round_ns, work_rounds};
 use weft_execution::{
     ConflictDag, Executor, ExecutorConfig, ParallelExecutor, Proposal, SerialExecutor, propose,
     verify_block, verify_signatures,
@@ -91,22 +91,10 @@ fn per_second(count: usize, duration: Duration) -> u64 {
     (count as f64 / duration.as_secs_f64()) as u64
 }
 
-/// Nanoseconds per work round (one blake3 of 32 bytes), to turn µs targets into rounds.
-fn work_round_ns() -> f64 {
-    const ROUNDS: u32 = 200_000;
-    let mut digest = [0u8; 32];
-    let start = Instant::now();
-    for _ in 0..ROUNDS {
-        digest = *blake3::hash(&digest).as_bytes();
-    }
-    std::hint::black_box(digest);
-    start.elapsed().as_nanos() as f64 / f64::from(ROUNDS)
-}
-
-fn workloads(round_ns: f64) -> Vec<(String, Workload)> {
+fn workloads() -> Vec<(String, Workload)> {
     let work = |us: u32| Workload::Work {
         accounts: 100_000,
-        rounds: (f64::from(us) * 1_000.0 / round_ns).round() as u32,
+        rounds: work_rounds(us),
         slots_per_tx: 2,
         slot_space: 1_000_000,
     };
@@ -337,8 +325,7 @@ fn main() {
             .expect("pool builds")
         })
         .collect();
-    let round_ns = work_round_ns();
-    let prepared: Vec<Prepared> = workloads(round_ns)
+    let prepared: Vec<Prepared> = workloads()
         .into_iter()
         .filter(|(name, _)| args.workloads.is_empty() || args.workloads.contains(name))
         .map(|(name, workload)| {
@@ -357,7 +344,7 @@ fn main() {
         let widest = executors.last().expect("at least one thread count");
         rows.push(Row::Signatures(bench_signatures(&args, widest)));
     }
-    print_table(&rows, cores, round_ns);
+    print_table(&rows, cores, work_round_ns());
     if args.json {
         let json = serde_json::json!({ "cores": cores, "rows": rows });
         println!("{json}");

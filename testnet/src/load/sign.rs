@@ -6,13 +6,10 @@
 //! always gives the same bytes. Draws are sequential and cheap; signatures run on rayon.
 
 use std::sync::Arc;
-use std::sync::OnceLock;
-use std::time::Instant;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use weft_execution::tx::WORK_ROUNDS_MAX;
 use weft_execution::{Address, ChainId, Name, Payload, Transaction, WorkSlots};
 
 use super::sample::Sampler;
@@ -146,38 +143,13 @@ impl Plan {
     }
 }
 
-/// Nanoseconds per work round (one blake3 of a 32-byte digest, what `logic::work_digest` loops
-/// over) on this machine: the fastest of three timed runs, measured once per process.
-pub fn work_round_ns() -> f64 {
-    static ROUND_NS: OnceLock<f64> = OnceLock::new();
-    *ROUND_NS.get_or_init(|| {
-        const ROUNDS: u32 = 50_000;
-        let mut best = f64::INFINITY;
-        for _ in 0..3 {
-            let mut digest = [0u8; 32];
-            let start = Instant::now();
-            for _ in 0..ROUNDS {
-                digest = *blake3::hash(&digest).as_bytes();
-            }
-            std::hint::black_box(digest);
-            best = best.min(start.elapsed().as_nanos() as f64 / f64::from(ROUNDS));
-        }
-        best.max(1.0)
-    })
-}
-
-/// Rounds for a work tx of about `micros` µs on this machine: `micros / work_round_ns`,
-/// rounded, capped at the protocol's `WORK_ROUNDS_MAX` (a tx asking for more is malformed).
-/// The validators run on this machine too, so the local calibration is theirs; a tx's whole
-/// execution adds a few µs of state reads and writes on top.
-pub fn work_rounds(micros: u32) -> u32 {
-    let rounds = (f64::from(micros) * 1_000.0 / work_round_ns()).round();
-    (rounds as u32).min(WORK_ROUNDS_MAX)
-}
+pub use weft_execution::workload::{work_round_ns, work_rounds};
 
 #[cfg(test)]
 mod tests {
     use weft_execution::Transaction;
+
+    use weft_execution::tx::WORK_ROUNDS_MAX;
 
     use super::*;
     use crate::load::Distribution;
