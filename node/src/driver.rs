@@ -47,6 +47,11 @@ const EVIDENCE_POOL_MAX: usize = 64;
 const SYNC_TICK: Duration = Duration::from_millis(250);
 /// Blocks fetched per sync request.
 const SYNC_BATCH: u32 = 32;
+/// How long a peer may be one height ahead of us (holding a block we lack) before we fetch
+/// it rather than wait for consensus to hand us the decision. Normally peers commit a moment
+/// before or after us; a peer that restarted after committing a height we did not cannot
+/// replay that height's votes, and without this both sides would wait for ever.
+const LAG_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -119,6 +124,9 @@ pub struct Driver {
     evidence_pool: Vec<Evidence>,
     start_next_at: Option<Instant>,
     need_sync: bool,
+    /// Since when a peer has worked on a height above our next one (so holds a block we lack)
+    /// while our height stood still: (our height then, since when).
+    lagging_since: Option<(Height, Instant)>,
     replaying: bool,
     queue: VecDeque<Input>,
     last_block_at: Option<Instant>,
@@ -188,6 +196,7 @@ impl Driver {
             evidence_pool: Vec::new(),
             start_next_at: None,
             need_sync: false,
+            lagging_since: None,
             replaying: false,
             queue: VecDeque::new(),
             last_block_at: None,
@@ -471,7 +480,27 @@ impl Driver {
             if chain.height() >= certificate.height {
                 return Ok(());
             }
-            match chain.commit(&certificate) {
+            let mut result = chain.commit(&certificate);
+            if matches!(result, Err(crate::chain::ChainError::NotValidated(_)))
+                && let Some(block) = self.blocks.get(&certificate.value)
+            {
+                // Held but not validated in this process: a block from the proposal-block log
+                // after a restart. Validate it now (the chain caches the outcome), then commit.
+                let mempool = self.ctx.mempool.lock();
+                let proposer = block.block.header.proposer;
+                let verdict = tokio::task::block_in_place(|| {
+                    chain.validate(block, Some(proposer), now_ms(), &|hash| {
+                        mempool.signature_verified(hash)
+                    })
+                });
+                match verdict {
+                    Ok(()) => result = chain.commit(&certificate),
+                    Err(invalid) => {
+                        tracing::error!(height = ?certificate.height, %invalid, "a decided block from the proposal-block log does not validate");
+                    }
+                }
+            }
+            match result {
                 Ok(committed) => committed,
                 Err(crate::chain::ChainError::NotValidated(_)) => {
                     tracing::info!(height = ?certificate.height, "decided a block we do not hold; syncing it");
@@ -646,7 +675,19 @@ impl Driver {
             return Ok(());
         };
         // A peer working on height h holds every block below h.
-        let behind = best.height.0 > ours.0 + 2 || (self.need_sync && best.height.0 > ours.0 + 1);
+        let holds_more = best.height.0 > ours.0 + 1;
+        let lagging = match (holds_more, self.lagging_since) {
+            (false, _) => {
+                self.lagging_since = None;
+                false
+            }
+            (true, Some((at, since))) if at == ours => since.elapsed() >= LAG_GRACE,
+            (true, _) => {
+                self.lagging_since = Some((ours, Instant::now()));
+                false
+            }
+        };
+        let behind = best.height.0 > ours.0 + 2 || (self.need_sync && holds_more) || lagging;
         if !behind {
             return Ok(());
         }
