@@ -225,8 +225,14 @@ impl Processes {
             if let Some(child) = slot
                 && matches!(child.try_wait(), Ok(Some(_)))
             {
+                // `chaos` may have restarted the node since: its pid file is not ours to remove.
+                let path = self.manifest.nodes[index].pid_path();
+                let ours = std::fs::read_to_string(&path)
+                    .is_ok_and(|text| text.trim() == child.id().to_string());
+                if ours {
+                    let _ = std::fs::remove_file(&path);
+                }
                 *slot = None;
-                let _ = std::fs::remove_file(self.manifest.nodes[index].pid_path());
             }
         }
     }

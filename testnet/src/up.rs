@@ -172,6 +172,10 @@ async fn watch_until_stopped(
     duration: Option<Duration>,
 ) -> Result<(), String> {
     use tokio::signal::unix::{SignalKind, signal};
+    // One long-lived stream per signal: a fresh `ctrl_c()` each turn would miss a signal
+    // delivered while the status line is being fetched.
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     let until = duration.map(|d| Instant::now() + d);
@@ -184,7 +188,7 @@ async fn watch_until_stopped(
     let mut last_total: Option<(f64, Instant)> = None;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
             _ = terminate.recv() => return Ok(()),
             _ = tick.tick() => {}
         }
@@ -193,7 +197,11 @@ async fn watch_until_stopped(
         }
         // Nodes killed by `chaos` are this process's children: collect them.
         processes.reap();
-        let line = status_line(manifest, &clients, live, &mut last_total).await;
+        let line = tokio::select! {
+            _ = interrupt.recv() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
+            line = status_line(manifest, &clients, live, &mut last_total) => line,
+        };
         println!("{line}");
     }
 }
