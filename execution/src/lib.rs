@@ -4,7 +4,7 @@
 //! ([`state`], [`lattice`]), per-tx access sets ([`access`]), the canonical conflict DAG
 //! ([`dag`]), what each tx kind does ([`logic`]), the proposer path and the serial and parallel
 //! executors ([`exec`]), batched signature verification ([`sig`]), and durable storage
-//! ([`storage`]).
+//! ([`storage`]). [`probe`] is test support: an allocation probe for fuzz harnesses.
 //!
 //! Architecture invariant: this crate depends on no other Weft crate and never on tokio or
 //! libp2p. It works on data it is handed; the only threads it uses are its own rayon pools.
@@ -15,6 +15,7 @@ pub mod dag;
 pub mod exec;
 pub mod lattice;
 pub mod logic;
+pub mod probe;
 pub mod sig;
 pub mod state;
 pub mod storage;

@@ -25,6 +25,7 @@ use weft_gossip::verify::verify_votes;
 use weft_gossip::{Message, SyncBlock};
 
 use crate::block::{Block, Body, Header, SealedBlock, validators_hash};
+use crate::crashpoint;
 
 /// A proposal's time may run this far ahead of a validator's clock.
 pub const CLOCK_DRIFT_MAX_MS: u64 = 10_000;
@@ -472,6 +473,15 @@ impl Chain {
 
     /// Commits a validated block decided by `certificate`, atomically.
     pub fn commit(&mut self, certificate: &CommitCertificate) -> Result<Committed, ChainError> {
+        self.commit_as(certificate, crashpoint::Write::CommitBatch)
+    }
+
+    /// `write` names the commit for the test-only crash points: decided here, or synced.
+    fn commit_as(
+        &mut self,
+        certificate: &CommitCertificate,
+        write: crashpoint::Write,
+    ) -> Result<Committed, ChainError> {
         let validated = self
             .validated
             .lock()
@@ -513,8 +523,10 @@ impl Chain {
             ));
         }
         let storage_height = self.storage.height() + 1;
+        let reached = crashpoint::begin(write);
         self.storage
             .commit_with(storage_height, &validated.outcome.changes, &aux)?;
+        reached.end();
         self.last = Last {
             height,
             hash: block.hash,
@@ -547,7 +559,7 @@ impl Chain {
         )
         .map_err(Invalid::LastCommit)?;
         self.validate(&block, None, now_ms, &|_| false)?;
-        self.commit(&synced.certificate)
+        self.commit_as(&synced.certificate, crashpoint::Write::SyncStore)
     }
 
     pub fn block(&self, height: Height) -> Result<Option<SealedBlock>, ChainError> {

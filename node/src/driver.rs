@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use tokio::sync::mpsc;
 use weft_consensus::{
-    CommitCertificate, Effect, Evidence, Height, Input, Machine, Round, SignedProposal, SignedVote,
-    TimeoutParams, ValidatorId, ValidatorSet, Validity, WalEntry, replay,
+    CommitCertificate, Effect, Evidence, Height, Input, LastSigned, Machine, Round, SignedProposal,
+    SignedVote, TimeoutParams, ValidatorId, ValidatorSet, Validity, WalEntry, replay,
 };
 use weft_execution::Transaction;
 use weft_gossip::verify::{sign_proposal, sign_vote};
@@ -34,6 +34,7 @@ use crate::block::SealedBlock;
 use crate::blocklog::BlockLog;
 use crate::chain::{Committed, evidence_id};
 use crate::context::{EVIDENCE_KEPT_MAX, NodeContext, NodeEvent};
+use crate::crashpoint;
 use crate::guard::{GuardError, SignGuard};
 use crate::wal::Wal;
 
@@ -63,6 +64,16 @@ pub enum DriverError {
     Guard(#[from] GuardError),
     #[error("chain: {0}")]
     Chain(#[from] crate::chain::ChainError),
+    #[error(
+        "it is at height {stored}, but this node's {witness} shows it already reached height \
+         {reached}: the database lost committed heights (corrupted, or restored from an older \
+         copy). Restore it, or remove it to sync from peers (keep the WAL and the sign guard)"
+    )]
+    StoreBehind {
+        stored: u64,
+        reached: u64,
+        witness: &'static str,
+    },
 }
 
 /// The test-only byzantine switch: a validator that lies on purpose.
@@ -166,6 +177,29 @@ impl Driver {
                 chain.genesis().initial_height,
             )
         };
+        // A node starts height h in its WAL, and a validator signs at h, only once h - 1 is
+        // committed and flushed. A WAL or guard further ahead means the store lost heights it
+        // had (sled cuts its log at a damaged record without an error); an empty store
+        // (removed on purpose, to sync afresh) is the exception.
+        let started = entries.iter().find_map(|entry| match &entry.0 {
+            Input::StartHeight { height, .. } => Some((height.0, "consensus WAL")),
+            _ => None,
+        });
+        let signed = guard.last().map(|last| match last {
+            LastSigned::Vote(vote) => (vote.height.0, "sign guard"),
+            LastSigned::Proposal(proposal) => (proposal.height.0, "sign guard"),
+        });
+        let empty = committed.0 < initial;
+        if let Some((reached, witness)) = started.into_iter().chain(signed).max()
+            && !empty
+            && reached > committed.0 + 1
+        {
+            return Err(DriverError::StoreBehind {
+                stored: committed.0,
+                reached,
+                witness,
+            });
+        }
         // The set of the next height: genesis priorities advanced once per committed height.
         let mut validators = genesis_set;
         for _ in initial..=committed.0 {
@@ -347,6 +381,15 @@ impl Driver {
                         return Ok(());
                     }
                 };
+                crashpoint::audit_signature(|| {
+                    format!(
+                        "vote {} {} {:?} {}",
+                        vote.height.0,
+                        vote.round.0,
+                        vote.vote_type,
+                        vote.value.map_or("nil".into(), |v| hex::encode(v.0))
+                    )
+                });
                 self.ctx.gossip.publish(Message::Vote(signed));
                 if self.byzantine == Byzantine::Equivocate
                     && vote.vote_type == weft_consensus::VoteType::Prevote
@@ -377,6 +420,14 @@ impl Driver {
                     }
                 }
                 let signed = sign_proposal(key, self.ctx.info.chain_id.as_str(), proposal);
+                crashpoint::audit_signature(|| {
+                    format!(
+                        "proposal {} {} {}",
+                        proposal.height.0,
+                        proposal.round.0,
+                        hex::encode(proposal.value.0)
+                    )
+                });
                 self.ctx.gossip.publish(Message::Proposal {
                     proposal: signed,
                     block: block.bytes.clone(),

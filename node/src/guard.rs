@@ -26,6 +26,7 @@ use weft_consensus::{
 };
 use weft_execution::codec::{DecodeError, Reader, put_u32, put_u64};
 
+use crate::crashpoint;
 use crate::wal::{remove_if_present, sync_parent_dir, temporary_path};
 
 /// The first bytes of a guard file.
@@ -117,10 +118,12 @@ impl SignGuard {
         let payload = encode(record);
         put_u32(&mut bytes, crc32fast::hash(&payload));
         bytes.extend_from_slice(&payload);
+        let reached = crashpoint::begin(crashpoint::Write::GuardSync);
         write_atomically(&self.path, &bytes).map_err(|source| GuardError::Io {
             path: self.path.clone(),
             source,
         })?;
+        reached.end();
         self.last = Some(*record);
         Ok(())
     }

@@ -11,6 +11,7 @@ pub mod byzantine;
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod crashpoint;
 pub mod context;
 pub mod driver;
 pub mod guard;

@@ -62,6 +62,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
+    crate::crashpoint::arm_from_env().map_err(setup)?;
     let genesis = Genesis::load(&home.genesis()).map_err(setup)?;
     let node_key = read_key_file(&home.node_key()).map_err(setup)?;
     let validator_key = if home.validator_key().exists() {
@@ -75,10 +76,12 @@ pub async fn run(
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let chain = Chain::open(&data.join("chain"), genesis.clone(), threads).map_err(setup)?;
-    chain
-        .verify_integrity()
-        .map_err(|e| setup(format!("database {}: {e}", data.join("chain").display())))?;
+    let chain_dir = data.join("chain");
+    let database_error =
+        |e: &dyn std::fmt::Display| setup(format!("chain database {}: {e}", chain_dir.display()));
+    let chain =
+        Chain::open(&chain_dir, genesis.clone(), threads).map_err(|e| database_error(&e))?;
+    chain.verify_integrity().map_err(|e| database_error(&e))?;
     let chain_id = chain.chain_id().clone();
     let validators = chain.validators().clone();
     let chain = Arc::new(RwLock::new(chain));
@@ -221,7 +224,11 @@ pub async fn run(
             byzantine: byzantine_switch()?,
             create_empty_blocks: config.consensus.create_empty_blocks,
         },
-    )?;
+    )
+    .map_err(|e| match e {
+        e @ crate::driver::DriverError::StoreBehind { .. } => database_error(&e),
+        e => NodeError::Driver(e),
+    })?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut driver_task = tokio::spawn(driver.run(events, stop_rx));
 

@@ -29,6 +29,8 @@ use weft_execution::codec::{DecodeError, Reader, check_cap, put_u32, put_u64, pu
 use weft_gossip::wire::SIGNERS_MAX;
 use weft_gossip::{FRAME_BYTES_MAX, Message, WireError};
 
+use crate::crashpoint;
+
 /// Largest payload of one record. The largest entries are a StartHeight with the largest set
 /// (48 bytes a validator) and a commit certificate (96 bytes a signer): under 1 MiB each.
 pub const RECORD_BYTES_MAX: usize = 4 << 20;
@@ -96,6 +98,8 @@ pub struct Wal {
     /// Opened for appending, so a rolled-back failed write leaves the next one at the end.
     file: File,
     len_bytes: u64,
+    /// The length at the last sync: what a power cut leaves (the `unsynced` crash point).
+    synced_bytes: u64,
     poisoned: bool,
 }
 
@@ -141,6 +145,7 @@ impl Wal {
             path,
             file,
             len_bytes: good_bytes,
+            synced_bytes: good_bytes,
             poisoned: false,
         };
         Ok((wal, entries, recovery))
@@ -159,6 +164,16 @@ impl Wal {
                 record_bytes: record.len(),
             });
         }
+        let reached = crashpoint::begin(crashpoint::Write::WalAppend);
+        if reached.torn() {
+            let _ = self.file.write_all(&record[..record.len() / 2]);
+            reached.crash_torn();
+        }
+        if reached.unsynced() {
+            // A power cut: what was appended since the last sync never reached the disk.
+            let _ = self.file.set_len(self.synced_bytes);
+            reached.crash_unsynced();
+        }
         if let Err(source) = self.file.write_all(&record) {
             // A partial record would end the log at the next open and hide every later record:
             // cut it now, or refuse further appends.
@@ -168,6 +183,7 @@ impl Wal {
             return Err(self.io_error(source));
         }
         self.len_bytes += record.len() as u64;
+        reached.end();
         Ok(())
     }
 
@@ -175,7 +191,9 @@ impl Wal {
     pub fn sync(&mut self) -> Result<(), WalError> {
         self.file
             .sync_data()
-            .map_err(|source| self.io_error(source))
+            .map_err(|source| self.io_error(source))?;
+        self.synced_bytes = self.len_bytes;
+        Ok(())
     }
 
     pub fn append_sync(&mut self, entry: &WalEntry) -> Result<(), WalError> {
@@ -212,6 +230,7 @@ impl Wal {
         // The handle follows the renamed file, which is now the WAL.
         self.file = file;
         self.len_bytes = bytes.len() as u64;
+        self.synced_bytes = self.len_bytes;
         self.poisoned = false;
         Ok(())
     }

@@ -9,9 +9,15 @@
 //!   documented error, and the node keeps committing.
 //! - `byzantine`: a lying proposer's blocks are never committed; an equivocator's evidence
 //!   is.
+//! - `crash_points`: a validator stopped at 28 durable writes (WAL append, guard fsync, commit
+//!   batch, block-sync store), under load, loses nothing, never signs twice, and rejoins.
+//! - `damaged_disk`: a torn or overwritten WAL tail is cut and the node carries on; a damaged
+//!   chain database is refused with an error naming it, or used only if provably intact.
 
 mod bad_input;
 mod byzantine;
+mod crash_points;
+mod damaged_disk;
 mod four_nodes;
 mod one_node;
 mod support;
