@@ -190,20 +190,53 @@ impl Cluster {
     }
 }
 
-/// A bare libp2p peer that speaks Weft's consensus protocol by hand.
+/// What a [`RawPeer`] does with the consensus streams the node opens to it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Inbound {
+    /// Does not take the protocol inbound: the node's streams to it fail to open.
+    Refuse,
+    /// Accepts them and reads them to the end, discarding what arrives.
+    Read,
+    /// Accepts them and never reads a byte: a slow reader.
+    Hold,
+}
+
+/// Inbound streams a holding [`RawPeer`] keeps open at once (test peers only).
+const HELD_STREAMS_MAX: usize = 64;
+
+/// A bare libp2p peer that speaks Weft's consensus protocol by hand. Its swarm runs until it
+/// is dropped.
 pub struct RawPeer {
     pub peer_id: PeerId,
     pub stream: Stream,
+    target: PeerId,
+    control: libp2p_stream::Control,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RawPeer {
-    /// Dials `target` (an address ending in `/p2p/<peer id>`) and opens a consensus stream.
+    /// Dials `target` (an address ending in `/p2p/<peer id>`) and opens a consensus stream;
+    /// refuses the node's streams.
     pub async fn connect(target: &Multiaddr) -> Result<RawPeer, NetError> {
+        Self::connect_with(target, Inbound::Refuse).await
+    }
+
+    /// [`RawPeer::connect`], treating the node's streams to it as `inbound` says.
+    pub async fn connect_with(target: &Multiaddr, inbound: Inbound) -> Result<RawPeer, NetError> {
+        Self::connect_as(Keypair::generate_ed25519(), target, inbound).await
+    }
+
+    /// [`RawPeer::connect_with`] under a given identity (to come back as the same peer).
+    pub async fn connect_as(
+        keypair: Keypair,
+        target: &Multiaddr,
+        inbound: Inbound,
+    ) -> Result<RawPeer, NetError> {
         let Some(libp2p::multiaddr::Protocol::P2p(target_id)) = target.iter().last() else {
             return Err(NetError::PeerWithoutId(target.clone()));
         };
         let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(Keypair::generate_ed25519())
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
                 tcp::Config::default(),
@@ -217,22 +250,65 @@ impl RawPeer {
             .build();
         let peer_id = *swarm.local_peer_id();
         let mut control = swarm.behaviour().new_control();
+        let mut tasks = Vec::new();
+        if inbound != Inbound::Refuse {
+            let incoming = control.accept(CONSENSUS_PROTOCOL).map_err(|e| setup(&e))?;
+            tasks.push(tokio::spawn(take_inbound(incoming, inbound)));
+        }
         swarm.dial(target.clone()).map_err(|e| setup(&e))?;
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             loop {
                 swarm.select_next_some().await;
             }
-        });
+        }));
         let stream = control
             .open_stream(target_id, CONSENSUS_PROTOCOL)
             .await
             .map_err(|e| setup(&e))?;
-        Ok(RawPeer { peer_id, stream })
+        Ok(RawPeer {
+            peer_id,
+            stream,
+            target: target_id,
+            control,
+            tasks,
+        })
+    }
+
+    /// Opens one more consensus stream to the node.
+    pub async fn open_stream(&mut self) -> Result<Stream, NetError> {
+        self.control
+            .open_stream(self.target, CONSENSUS_PROTOCOL)
+            .await
+            .map_err(|e| NetError::Setup(e.to_string()))
     }
 
     /// Writes raw bytes to the stream.
     pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes).await?;
         self.stream.flush().await
+    }
+}
+
+impl Drop for RawPeer {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Takes the node's streams to a raw peer: reads each to its end, or holds each unread.
+async fn take_inbound(mut incoming: libp2p_stream::IncomingStreams, inbound: Inbound) {
+    let mut held = Vec::new();
+    while let Some((_, stream)) = incoming.next().await {
+        match inbound {
+            Inbound::Read => {
+                tokio::spawn(async move {
+                    let _ = futures::io::copy(stream, &mut futures::io::sink()).await;
+                });
+            }
+            Inbound::Hold if held.len() < HELD_STREAMS_MAX => held.push(stream),
+            Inbound::Hold | Inbound::Refuse => {}
+        }
     }
 }

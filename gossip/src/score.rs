@@ -1,9 +1,9 @@
 //! Misbehaviour scores: what each peer's bad messages cost it, and temporary bans.
 //!
-//! Malformed messages, bad signatures, unknown validators and oversized frames each add a
-//! penalty; past [`BAN_THRESHOLD`] the peer is banned for [`BAN_MS`]. Time is handed in, so
-//! this stays pure and testable. The table is bounded: peers beyond [`SCORED_PEERS_MAX`] evict
-//! the lowest score.
+//! Malformed messages, bad signatures, unknown validators, oversized frames, excess streams,
+//! far-future or flooded votes and stalled reading each add a penalty; past [`BAN_THRESHOLD`]
+//! the peer is banned for [`BAN_MS`]. Time is handed in, so this stays pure and testable. The
+//! table is bounded: peers beyond [`SCORED_PEERS_MAX`] evict the lowest score.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +16,12 @@ pub enum Offence {
     OversizedFrame,
     /// More inbound streams than the limit.
     ExcessStreams,
+    /// Votes or proposals for heights beyond both our window and the peer's own.
+    FarFuture,
+    /// More votes for one (height, signer) than any honest router relays.
+    VoteFlood,
+    /// Accepted no byte of our consensus stream for `Limits::write_stall_max`.
+    SlowReader,
 }
 
 impl Offence {
@@ -26,6 +32,10 @@ impl Offence {
             Offence::UnknownValidator => 10,
             Offence::OversizedFrame => 50,
             Offence::ExcessStreams => 10,
+            Offence::FarFuture => 10,
+            Offence::VoteFlood => 10,
+            // An honest peer whose node stalls can trip this; it takes four stalls to ban.
+            Offence::SlowReader => 25,
         }
     }
 }

@@ -14,6 +14,11 @@
 //! Decisions are taken only on messages the caller has verified. An equivocation (same
 //! validator, type, height and round, another value) is never filtered as a duplicate: the key
 //! of a vote includes its value.
+//!
+//! Once the node has advertised its height, the router keeps the heights from
+//! [`HEIGHTS_KEPT`] below it to [`FUTURE_HEIGHTS_MAX`] above it. A peer's vote or proposal
+//! beyond that window is refused, so a signer cannot make the router forget the height in
+//! progress by signing for a far one; [`Routed`] says when the sender is to blame.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -23,8 +28,15 @@ use crate::wire::{Message, VoteBundle};
 
 /// Messages waiting for one peer; past it the oldest are dropped (the peer is too slow).
 pub const PEER_QUEUE_MAX: usize = 8_192;
-/// Heights of state kept below the highest seen: older votes are forgotten.
+/// Bytes waiting for one peer (blocks counted whole); past it the oldest are dropped.
+pub const PEER_QUEUE_BYTES_MAX: usize = 64 << 20;
+/// Heights of state kept below the highest seen (and below the node's own height, once it
+/// advertised one): older votes are forgotten.
 pub const HEIGHTS_KEPT: u64 = 2;
+/// Heights above the node's advertised height whose votes and proposals from peers are kept;
+/// beyond it they are refused. Consensus buffers 2 heights ahead and the node syncs when peers
+/// advertise more than 2 ahead, so 4 covers both with a margin.
+pub const FUTURE_HEIGHTS_MAX: u64 = 4;
 /// Most votes handled per (height, validator): an honest one signs 2 per round, so this allows
 /// 256 rounds; a byzantine one cannot grow the router's state past it.
 pub const VOTES_PER_SIGNER_HEIGHT_MAX: u32 = 512;
@@ -32,6 +44,19 @@ pub const VOTES_PER_SIGNER_HEIGHT_MAX: u32 = 512;
 pub const PROPOSALS_PER_HEIGHT_MAX: usize = 256;
 /// Proposals per height kept whole (with their blocks) for peers that connect later.
 pub const PROPOSALS_HELD_PER_HEIGHT: usize = 4;
+
+/// What became of a peer's message: what is new for the node, and how many of its votes or
+/// proposals no honest router would have sent (the transport charges the peer for these).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Routed {
+    pub fresh: Vec<Message>,
+    /// Votes or proposals beyond both this node's window and the window of the height the
+    /// peer advertised: an honest peer relays only what its own window holds.
+    pub far_future: u32,
+    /// Votes past [`VOTES_PER_SIGNER_HEIGHT_MAX`] that this peer sent for one (height, signer):
+    /// an honest router relays no more than it keeps.
+    pub flooded: u32,
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum GossipMode {
@@ -67,6 +92,11 @@ pub struct RouterCounters {
 #[derive(Clone, Debug, Default)]
 struct Peer {
     queue: VecDeque<Message>,
+    /// Bytes of `queue`, as [`queued_bytes`] counts them.
+    queue_bytes: usize,
+    /// Votes this peer sent per (height, signer), not counting repeats of ones it is known to
+    /// hold; bounded by the kept heights and the validator set.
+    sent_per_signer: BTreeMap<(Height, ValidatorId), u32>,
     /// Votes this peer sent us, or that we sent it.
     known: BTreeSet<VoteKey>,
     /// Quorums already sent to this peer as one bundle.
@@ -91,7 +121,23 @@ pub struct Router {
     /// The latest proposals of each kept height, for peers that connect later.
     held_proposals: BTreeMap<Height, VecDeque<Message>>,
     highest: Height,
+    /// The height the node last advertised; `None` until it does (no window then).
+    own_height: Option<Height>,
+    queue_max: usize,
+    queue_bytes_max: usize,
     pub counters: RouterCounters,
+}
+
+/// Bytes a queued message stands for: the block whole, a bound for the rest.
+fn queued_bytes(message: &Message) -> usize {
+    const SIGNED_VOTE_BYTES: usize = 160;
+    match message {
+        Message::Proposal { block, .. } => 256 + block.len(),
+        Message::Bundle(bundle) => 64 + 96 * bundle.signers.len(),
+        Message::Commit(certificate) => 64 + SIGNED_VOTE_BYTES * certificate.precommits.len(),
+        Message::Vote(_) => SIGNED_VOTE_BYTES,
+        Message::Status { .. } => 32,
+    }
 }
 
 impl Router {
@@ -105,8 +151,18 @@ impl Router {
             proposals: BTreeMap::new(),
             held_proposals: BTreeMap::new(),
             highest: Height(0),
+            own_height: None,
+            queue_max: PEER_QUEUE_MAX,
+            queue_bytes_max: PEER_QUEUE_BYTES_MAX,
             counters: RouterCounters::default(),
         }
+    }
+
+    /// Bounds each peer's queue to `messages` and `bytes` (at least one message each); past
+    /// either, the oldest are dropped. Defaults: [`PEER_QUEUE_MAX`], [`PEER_QUEUE_BYTES_MAX`].
+    pub fn set_queue_max(&mut self, messages: usize, bytes: usize) {
+        self.queue_max = messages.max(1);
+        self.queue_bytes_max = bytes;
     }
 
     /// Adds a peer slot; returns its index. Slots of departed peers are reused. The new peer's
@@ -136,9 +192,8 @@ impl Router {
                     .flat_map(|votes| votes.values().map(|v| Message::Vote(*v))),
             )
             .collect();
-        let queue = &mut self.peers[index].queue;
-        for message in held.into_iter().take(PEER_QUEUE_MAX) {
-            queue.push_back(message);
+        for message in held {
+            self.push(index, message);
         }
         index
     }
@@ -177,8 +232,12 @@ impl Router {
     }
 
     /// Queues this node's own (height, round) for every peer, replacing an older one still
-    /// queued.
+    /// queued. The height also anchors the window of kept heights.
     pub fn advertise(&mut self, height: Height, round: Round) {
+        if self.own_height != Some(height) {
+            self.own_height = Some(height);
+            self.prune();
+        }
         for peer in 0..self.peers.len() {
             if !self.peers[peer].vacant {
                 self.advertise_one(peer, height, round);
@@ -188,9 +247,13 @@ impl Router {
 
     /// Queues this node's (height, round) for one peer, replacing an older one still queued.
     pub fn advertise_one(&mut self, peer: usize, height: Height, round: Round) {
-        let queue = &mut self.peers[peer].queue;
-        queue.retain(|m| !matches!(m, Message::Status { .. }));
-        queue.push_front(Message::Status { height, round });
+        let state = &mut self.peers[peer];
+        let before = state.queue.len();
+        state.queue.retain(|m| !matches!(m, Message::Status { .. }));
+        let status = Message::Status { height, round };
+        state.queue_bytes -= (before - state.queue.len()) * queued_bytes(&status);
+        state.queue_bytes += queued_bytes(&status);
+        state.queue.push_front(status);
     }
 
     /// The position a peer advertised.
@@ -214,16 +277,35 @@ impl Router {
 
     /// A message this node created: relay it to every peer.
     pub fn publish(&mut self, message: Message) -> Vec<Message> {
-        self.handle(None, message)
+        self.handle(None, message).fresh
     }
 
     /// A verified message from `peer`. Returns what is new for local consensus (bundles and
     /// certificates come back as their votes); relays it to the other peers.
     pub fn on_verified(&mut self, peer: usize, message: Message) -> Vec<Message> {
+        self.handle(Some(peer), message).fresh
+    }
+
+    /// [`Router::on_verified`], also counting what the peer is to blame for.
+    pub fn on_verified_checked(&mut self, peer: usize, message: Message) -> Routed {
         self.handle(Some(peer), message)
     }
 
-    fn handle(&mut self, from: Option<usize>, message: Message) -> Vec<Message> {
+    /// Whether a peer's message for `height` lies past the window: beyond this node's
+    /// ceiling; and, if so, whether also beyond the one the peer's own advertised height gives.
+    fn beyond_window(&self, from: Option<usize>, height: Height) -> (bool, bool) {
+        let (Some(peer), Some(own)) = (from, self.own_height) else {
+            return (false, false);
+        };
+        let ceiling = |h: Height| h.0.saturating_add(FUTURE_HEIGHTS_MAX);
+        let beyond_ours = height.0 > ceiling(own);
+        (
+            beyond_ours,
+            beyond_ours && height.0 > ceiling(self.peers[peer].position.0),
+        )
+    }
+
+    fn handle(&mut self, from: Option<usize>, message: Message) -> Routed {
         let votes: Vec<SignedVote> = match &message {
             Message::Vote(vote) => vec![*vote],
             Message::Bundle(bundle) => bundle.votes().collect(),
@@ -232,8 +314,19 @@ impl Router {
                 return self.handle_other(from, message);
             }
         };
+        let mut routed = Routed::default();
         let mut fresh = Vec::new();
         for vote in votes {
+            let (beyond, blamed) = self.beyond_window(from, vote.message.height);
+            if beyond {
+                routed.far_future += u32::from(blamed);
+                continue;
+            }
+            if let Some(peer) = from
+                && self.count_sent(peer, &vote)
+            {
+                routed.flooded += 1;
+            }
             let new = self.handle_vote(vote);
             // The peer has this vote; remember it only for votes the router keeps, so that a
             // flooding signer cannot grow the peer's record either.
@@ -258,19 +351,43 @@ impl Router {
         for message in relay {
             self.enqueue_except(from, message);
         }
-        fresh.into_iter().map(Message::Vote).collect()
+        routed.fresh = fresh.into_iter().map(Message::Vote).collect();
+        routed
     }
 
-    fn handle_other(&mut self, from: Option<usize>, message: Message) -> Vec<Message> {
+    /// Counts a vote from `peer` that it is not known to hold for its (height, signer); true if
+    /// that puts the peer past the per-signer bound. Stale votes are not counted, so the record
+    /// stays within the kept heights.
+    fn count_sent(&mut self, peer: usize, vote: &SignedVote) -> bool {
+        let height = vote.message.height;
+        if height < self.floor() || self.peers[peer].known.contains(&key(vote)) {
+            return false;
+        }
+        let sent = self.peers[peer]
+            .sent_per_signer
+            .entry((height, vote.message.validator))
+            .or_insert(0);
+        *sent = sent.saturating_add(1);
+        *sent > VOTES_PER_SIGNER_HEIGHT_MAX
+    }
+
+    fn handle_other(&mut self, from: Option<usize>, message: Message) -> Routed {
         let Message::Proposal { proposal, .. } = &message else {
             if let (Message::Status { height, round }, Some(peer)) = (&message, from) {
                 self.on_status(peer, *height, *round);
             }
-            return Vec::new();
+            return Routed::default();
         };
         let height = proposal.message.height;
-        if height.0 + HEIGHTS_KEPT < self.highest.0 {
-            return Vec::new();
+        let (beyond, blamed) = self.beyond_window(from, height);
+        if beyond {
+            return Routed {
+                far_future: u32::from(blamed),
+                ..Routed::default()
+            };
+        }
+        if height < self.floor() {
+            return Routed::default();
         }
         self.raise_highest(height);
         let seen = self.proposals.entry(height).or_default();
@@ -282,7 +399,7 @@ impl Router {
         let id = *id.finalize().as_bytes();
         if seen.len() >= PROPOSALS_PER_HEIGHT_MAX || !seen.insert(id) {
             self.counters.duplicates_received += 1;
-            return Vec::new();
+            return Routed::default();
         }
         let held = self.held_proposals.entry(height).or_default();
         if held.len() >= PROPOSALS_HELD_PER_HEIGHT {
@@ -290,7 +407,20 @@ impl Router {
         }
         held.push_back(message.clone());
         self.enqueue_except(from, message.clone());
-        vec![message]
+        Routed {
+            fresh: vec![message],
+            ..Routed::default()
+        }
+    }
+
+    /// The lowest height kept: [`HEIGHTS_KEPT`] below the highest seen, or below the node's
+    /// own height if that is lower (so a signer running ahead cannot push the height in
+    /// progress out).
+    fn floor(&self) -> Height {
+        let top = self
+            .own_height
+            .map_or(self.highest, |own| own.min(self.highest));
+        Height(top.0.saturating_sub(HEIGHTS_KEPT))
     }
 
     /// Moves the window of kept heights up to `height`, forgetting what falls below it.
@@ -299,7 +429,12 @@ impl Router {
             return;
         }
         self.highest = height;
-        let floor = Height(height.0.saturating_sub(HEIGHTS_KEPT));
+        self.prune();
+    }
+
+    /// Forgets everything below the floor.
+    fn prune(&mut self) {
+        let floor = self.floor();
         self.votes.retain(|topic, _| topic.0 >= floor);
         self.per_signer.retain(|(h, _), _| *h >= floor);
         self.proposals.retain(|h, _| *h >= floor);
@@ -307,6 +442,7 @@ impl Router {
         for peer in &mut self.peers {
             peer.known.retain(|key| key.0 >= floor);
             peer.quorums_sent.retain(|topic| topic.0 >= floor);
+            peer.sent_per_signer.retain(|(h, _), _| *h >= floor);
         }
     }
 
@@ -314,7 +450,7 @@ impl Router {
     /// signer is over its bound.
     fn handle_vote(&mut self, vote: SignedVote) -> bool {
         let height = vote.message.height;
-        if height.0 + HEIGHTS_KEPT < self.highest.0 {
+        if height < self.floor() {
             return false;
         }
         self.raise_highest(height);
@@ -344,16 +480,29 @@ impl Router {
     }
 
     fn enqueue_except(&mut self, from: Option<usize>, message: Message) {
-        for (index, peer) in self.peers.iter_mut().enumerate() {
-            if Some(index) == from || peer.vacant {
+        for index in 0..self.peers.len() {
+            if Some(index) == from || self.peers[index].vacant {
                 continue;
             }
-            if peer.queue.len() >= PEER_QUEUE_MAX {
-                peer.queue.pop_front();
-                self.counters.queue_overflows += 1;
-            }
-            peer.queue.push_back(message.clone());
+            self.push(index, message.clone());
         }
+    }
+
+    /// Queues a message for one peer, dropping the oldest while either bound is exceeded.
+    fn push(&mut self, index: usize, message: Message) {
+        let bytes = queued_bytes(&message);
+        let peer = &mut self.peers[index];
+        while !peer.queue.is_empty()
+            && (peer.queue.len() >= self.queue_max
+                || peer.queue_bytes + bytes > self.queue_bytes_max)
+        {
+            if let Some(dropped) = peer.queue.pop_front() {
+                peer.queue_bytes -= queued_bytes(&dropped);
+            }
+            self.counters.queue_overflows += 1;
+        }
+        peer.queue_bytes += bytes;
+        peer.queue.push_back(message);
     }
 
     fn quorum(&self, topic: &Topic) -> Option<Vec<SignedVote>> {
@@ -370,6 +519,7 @@ impl Router {
     /// What to send `peer` now: its queue, after the mode's rules.
     pub fn drain(&mut self, peer: usize) -> Vec<Message> {
         let queue = std::mem::take(&mut self.peers[peer].queue);
+        self.peers[peer].queue_bytes = 0;
         if self.mode == GossipMode::Plain {
             return queue.into();
         }
@@ -427,5 +577,10 @@ impl Router {
 
     pub fn queued(&self, peer: usize) -> usize {
         self.peers[peer].queue.len()
+    }
+
+    /// Bytes waiting for `peer`, blocks counted whole.
+    pub fn queued_bytes(&self, peer: usize) -> usize {
+        self.peers[peer].queue_bytes
     }
 }

@@ -1,6 +1,6 @@
 //! An oversized frame is refused without allocating past the frame cap, and the stream, the
-//! connection and the node carry on. Its own test binary: the probe is a process-wide
-//! allocator, so no other test may run beside it.
+//! connection and the node carry on; a second one gets the peer banned and disconnected. Its
+//! own test binary: the probe is a process-wide allocator, so no other test may run beside it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use weft_consensus::{Height, Round, ValueId, VoteType};
 use weft_gossip::cluster::{Cluster, RawPeer};
-use weft_gossip::score::Offence;
+use weft_gossip::score::{BAN_THRESHOLD, Offence};
 use weft_gossip::{FRAME_BYTES_MAX, GossipEvent, GossipMode, Message, generate};
 
 /// The system allocator, recording the largest single allocation while armed, on any thread.
@@ -127,6 +127,27 @@ async fn an_oversized_frame_is_skipped_without_allocating_and_the_node_carries_o
     assert!(
         target.peers().iter().any(|p| p.peer == raw.peer_id),
         "the connection was dropped"
+    );
+
+    // A second oversized frame reaches the ban threshold: the peer is banned and
+    // disconnected, still without a large allocation.
+    assert!(2 * Offence::OversizedFrame.penalty() >= BAN_THRESHOLD);
+    LARGEST.store(0, Ordering::SeqCst);
+    ARMED.store(true, Ordering::SeqCst);
+    raw.send(&(announced as u32).to_le_bytes()).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    while !target.is_banned(&raw.peer_id) || target.peers().iter().any(|p| p.peer == raw.peer_id) {
+        assert!(
+            Instant::now() < until,
+            "the repeated offender was not banned and disconnected"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    ARMED.store(false, Ordering::SeqCst);
+    let largest = LARGEST.load(Ordering::SeqCst);
+    assert!(
+        largest < FRAME_BYTES_MAX,
+        "largest allocation {largest} bytes while banning for a second oversized frame"
     );
     cluster.shutdown().await;
 }

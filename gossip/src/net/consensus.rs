@@ -6,8 +6,14 @@
 //! verified (batch verification for bundles and certificates) before the router sees it, so
 //! semantic decisions are taken on verified messages only. A copy of a vote the router already
 //! holds, byte for byte, is not verified again.
+//!
+//! Frames go out in pieces of `WRITE_CHUNK_BYTES`, each marking when it began; the swarm
+//! task charges and disconnects a peer whose stream has taken no piece for
+//! `Limits::write_stall_max` (a reader that never reads), while the router's bounded queue
+//! drops the oldest of what waits for it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
@@ -24,6 +30,27 @@ pub const CONSENSUS_PROTOCOL: StreamProtocol = StreamProtocol::new("/weft/consen
 
 /// Pause before reopening an outbound stream that failed on a live connection.
 const REOPEN_DELAY: Duration = Duration::from_millis(200);
+/// Frames are written in pieces of this size, so a big block on a slow but live link keeps
+/// showing progress to the slow-reader check.
+const WRITE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The writer's mark for the slow-reader check (`PeerEntry::writing_since`).
+struct Progress<'a> {
+    shared: &'a Shared,
+    since: &'a AtomicU64,
+}
+
+impl Progress<'_> {
+    /// A write (or stream opening) begins now.
+    fn begin(&self) {
+        self.since
+            .store(self.shared.now_ms() + 1, Ordering::Release);
+    }
+
+    fn idle(&self) {
+        self.since.store(0, Ordering::Release);
+    }
+}
 
 fn offence(rejection: Rejection) -> Offence {
     match rejection {
@@ -40,9 +67,17 @@ pub(super) async fn write_loop(
     peer: PeerId,
     slot: usize,
     wake: Arc<tokio::sync::Notify>,
+    writing_since: Arc<AtomicU64>,
 ) {
+    let progress = Progress {
+        shared: &shared,
+        since: &writing_since,
+    };
     loop {
-        let mut stream = match control.open_stream(peer, CONSENSUS_PROTOCOL).await {
+        progress.begin();
+        let opened = control.open_stream(peer, CONSENSUS_PROTOCOL).await;
+        progress.idle();
+        let mut stream = match opened {
             Ok(stream) => stream,
             Err(error) => {
                 tracing::debug!(%peer, %error, "cannot open consensus stream");
@@ -52,7 +87,8 @@ pub(super) async fn write_loop(
         };
         // A new stream starts with this node's position, so the peer can filter for it.
         shared.advertise_to(slot);
-        if let Err(error) = write_queued(&shared, &mut stream, slot, &wake).await {
+        if let Err(error) = write_queued(&shared, &mut stream, slot, &wake, &progress).await {
+            progress.idle();
             tracing::debug!(%peer, %error, "consensus stream closed");
             tokio::time::sleep(REOPEN_DELAY).await;
         }
@@ -64,6 +100,7 @@ async fn write_queued(
     stream: &mut Stream,
     slot: usize,
     wake: &tokio::sync::Notify,
+    progress: &Progress<'_>,
 ) -> std::io::Result<()> {
     loop {
         let batch = shared.drain(slot);
@@ -73,12 +110,17 @@ async fn write_queued(
         }
         for message in batch {
             let frame = message.to_frame();
-            stream.write_all(&frame).await?;
+            for chunk in frame.chunks(WRITE_CHUNK_BYTES) {
+                progress.begin();
+                stream.write_all(chunk).await?;
+            }
             shared
                 .metrics
                 .observe(Direction::Sent, &message, frame.len());
         }
+        progress.begin();
         stream.flush().await?;
+        progress.idle();
     }
 }
 

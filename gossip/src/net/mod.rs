@@ -20,7 +20,7 @@ pub mod txs;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use libp2p::identity::Keypair;
@@ -33,7 +33,7 @@ use weft_genesis::{KeyFileError, SecretKey, read_key_file};
 
 use crate::metrics::GossipMetrics;
 use crate::score::{Offence, Scores, Verdict};
-use crate::semantic::{GossipMode, Router, RouterCounters};
+use crate::semantic::{GossipMode, Routed, Router, RouterCounters};
 use crate::wire::Message;
 pub use consensus::CONSENSUS_PROTOCOL;
 pub use sync::{SyncBlock, SyncError, SyncRequest, SyncResponse};
@@ -67,6 +67,13 @@ pub struct Limits {
     pub sync_timeout: Duration,
     /// Connections with no stream open are closed after this long.
     pub idle_timeout: Duration,
+    /// Messages and bytes (blocks counted whole) waiting for one peer; past either, the
+    /// oldest are dropped.
+    pub peer_queue_max: usize,
+    pub peer_queue_bytes_max: usize,
+    /// A peer that accepts no byte of our consensus stream for this long, while we have
+    /// something to send it, is charged as a slow reader and disconnected.
+    pub write_stall_max: Duration,
 }
 
 impl Default for Limits {
@@ -85,6 +92,9 @@ impl Default for Limits {
             sync_in_flight_max: 16,
             sync_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            peer_queue_max: crate::semantic::PEER_QUEUE_MAX,
+            peer_queue_bytes_max: crate::semantic::PEER_QUEUE_BYTES_MAX,
+            write_stall_max: Duration::from_secs(10),
         }
     }
 }
@@ -231,6 +241,10 @@ struct PeerEntry {
     wake: Arc<Notify>,
     writer: tokio::task::JoinHandle<()>,
     readers: u32,
+    /// When the writer began the write (or stream opening) it is blocked in, as
+    /// `Shared::now_ms() + 1`; 0 while it is not writing. The swarm task reads it to find
+    /// slow readers.
+    writing_since: Arc<AtomicU64>,
 }
 
 struct State {
@@ -299,12 +313,19 @@ impl Shared {
     /// A verified message from `peer`: the router records it, queues relays, and returns what
     /// is new for the node.
     fn on_verified(&self, peer: PeerId, message: Message) -> Vec<Message> {
-        let fresh = self.with_router(|state| match state.peers.get(&peer) {
-            Some(entry) => state.router.on_verified(entry.slot, message),
-            None => Vec::new(),
+        let routed = self.with_router(|state| match state.peers.get(&peer) {
+            Some(entry) => state.router.on_verified_checked(entry.slot, message),
+            None => Routed::default(),
         });
+        // One charge per message, however many of its votes are to blame.
+        if routed.far_future > 0 {
+            self.penalise(&peer, Offence::FarFuture);
+        }
+        if routed.flooded > 0 {
+            self.penalise(&peer, Offence::VoteFlood);
+        }
         notify_queued(self);
-        fresh
+        routed.fresh
     }
 
     fn publish(&self, message: Message) {
@@ -460,6 +481,23 @@ impl GossipHandle {
 
     pub fn counters(&self) -> RouterCounters {
         self.shared.state.lock().router.counters
+    }
+
+    /// Messages waiting for a connected peer; `None` if it is not connected.
+    pub fn queued(&self, peer: &PeerId) -> Option<usize> {
+        let state = self.shared.state.lock();
+        let entry = state.peers.get(peer)?;
+        Some(state.router.queued(entry.slot))
+    }
+
+    /// Inbound consensus streams a connected peer holds open; `None` if it is not connected.
+    pub fn inbound_streams(&self, peer: &PeerId) -> Option<u32> {
+        self.shared
+            .state
+            .lock()
+            .peers
+            .get(peer)
+            .map(|entry| entry.readers)
     }
 
     /// Penalty points a peer holds now.

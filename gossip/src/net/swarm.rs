@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -153,11 +153,13 @@ pub(super) async fn spawn(
     let (events_tx, events_rx) = mpsc::channel(limits.events_max);
     let (commands_tx, mut commands_rx) = mpsc::channel(COMMANDS_MAX);
     let metrics = GossipMetrics::new().map_err(setup)?;
+    let mut router = Router::new(config.mode, config.validators.clone(), 0);
+    router.set_queue_max(limits.peer_queue_max, limits.peer_queue_bytes_max);
     let shared = Arc::new(Shared {
         chain_id: config.chain_id.clone(),
         block_check: hooks.block_check.clone(),
         state: Mutex::new(State {
-            router: Router::new(config.mode, config.validators.clone(), 0),
+            router,
             peers: HashMap::new(),
             position: (Height(0), Round(0)),
             validators: Arc::new(config.validators.clone()),
@@ -353,12 +355,14 @@ impl Task {
         }
         let slot = state.router.add_peer();
         let wake = Arc::new(Notify::new());
+        let writing_since = Arc::new(AtomicU64::new(0));
         let writer = tokio::spawn(write_loop(
             self.shared.clone(),
             self.control.clone(),
             peer,
             slot,
             wake.clone(),
+            writing_since.clone(),
         ));
         state.peers.insert(
             peer,
@@ -367,6 +371,7 @@ impl Task {
                 wake,
                 writer,
                 readers: 0,
+                writing_since,
             },
         );
         self.shared.metrics.peers.set(state.peers.len() as i64);
@@ -470,6 +475,7 @@ impl Task {
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
             self.schedule_redial(&peer);
         }
+        self.drop_slow_readers();
         if self.follow_isolation(now) {
             return;
         }
@@ -491,6 +497,37 @@ impl Task {
                 tracing::debug!(%peer, %error, "dial refused");
                 self.schedule_redial(&peer);
             }
+        }
+    }
+
+    /// Charges and disconnects every peer whose writer has been blocked in one write for
+    /// longer than `write_stall_max`: the peer accepts our stream but does not read it. Its
+    /// queue stays bounded meanwhile (the router drops the oldest); this frees its slot.
+    fn drop_slow_readers(&mut self) {
+        let now_ms = self.shared.now_ms();
+        let stall_ms = self.limits.write_stall_max.as_millis() as u64;
+        let slow: Vec<PeerId> = self
+            .shared
+            .state
+            .lock()
+            .peers
+            .iter()
+            .filter(|(_, entry)| {
+                let since = entry.writing_since.load(Ordering::Acquire);
+                // Claimed once: the writer stays blocked until the connection closes.
+                since != 0
+                    && now_ms.saturating_sub(since - 1) > stall_ms
+                    && entry
+                        .writing_since
+                        .compare_exchange(since, 0, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+            })
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in slow {
+            tracing::info!(%peer, "slow reader: disconnecting");
+            self.shared.penalise(&peer, Offence::SlowReader);
+            let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
 

@@ -1,5 +1,7 @@
 //! weft-gossip's integration tests: one binary, one module per feature.
 //!
+//! - `abuse`: misbehaving peers over loopback (far-future and flooded votes, oversized frames,
+//!   slow readers, many streams) are survived, bounded, charged and banned.
 //! - `metrics`: the Prometheus collectors count by direction and kind and export.
 //! - `misbehaviour`: a bad signature in a bundle costs only itself and its sender; bans.
 //! - `routing`: the router over a sparse overlay: delivery in both modes, fewer messages in
@@ -7,6 +9,7 @@
 //! - `wire`: every message round-trips byte for byte; hostile bytes and frames are refused
 //!   without panicking or allocating past the caps.
 
+mod abuse;
 mod metrics;
 mod misbehaviour;
 mod net;
