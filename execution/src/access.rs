@@ -22,8 +22,10 @@ pub const BLOCK_TXS_MAX: usize = 65_536;
 /// Largest encoded access-set section of a block.
 pub const ACCESS_SETS_BYTES_MAX: usize = 8 << 20;
 
-/// Smallest possible encoding of one state key: a tag and an 8-byte slot.
-const STATE_KEY_BYTES_MIN: usize = 9;
+/// Smallest possible encoding of one state key: a tag, a length and a one-letter name. (A
+/// larger figure under-reserves the key table, which then regrows from a table of tiny name
+/// keys: 31 bytes allocated per input byte instead of 14.)
+const STATE_KEY_BYTES_MIN: usize = 3;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum AccessMode {

@@ -9,6 +9,9 @@ use weft_execution::tx::TX_BYTES_MAX;
 /// Largest batch on the wire (gossipsub's max transmit size is set just above it).
 pub const TX_BATCH_BYTES_MAX: usize = 256 * 1024;
 
+/// Smallest batch entry: the length varint of an empty tx.
+const TX_ENTRY_BYTES_MIN: usize = 1;
+
 /// The node's verdict on one gossiped tx.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum TxVerdict {
@@ -40,7 +43,9 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
     check_cap(bytes, TX_BATCH_BYTES_MAX)?;
     let mut reader = Reader::new(bytes);
     let count = reader.varint_max("txs in batch", TX_BATCH_BYTES_MAX as u32)?;
-    let mut txs = Vec::with_capacity(bounded_capacity(count, &reader, 2));
+    // An entry can be one byte (an empty tx's zero length): reserving by any larger minimum
+    // lets a batch of empty txs regrow the list past what its bytes can hold.
+    let mut txs = Vec::with_capacity(bounded_capacity(count, &reader, TX_ENTRY_BYTES_MIN));
     for _ in 0..count {
         let len = reader.varint_max("tx bytes", TX_BYTES_MAX as u32)?;
         txs.push(reader.take(len as usize, "tx")?.to_vec());
