@@ -48,6 +48,31 @@ pub struct BlockLog {
     len_bytes: u64,
     /// Appends since the last sync: a sync with none costs nothing.
     dirty: bool,
+    recovery: Recovery,
+}
+
+/// Why reading the log stopped before the end of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Damage {
+    ShortHeader,
+    ShortPayload,
+    RecordTooLarge {
+        len_bytes: u32,
+    },
+    BadChecksum,
+    /// The record's checksum held but its bytes are not a block: the decoder's reason.
+    Undecodable(String),
+}
+
+/// What [`BlockLog::open`] found, as [`BlockLog::recovery`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Good records read.
+    pub records: usize,
+    /// Bytes cut from the end of the file: the damaged record and everything after it.
+    pub truncated_bytes: u64,
+    /// Why the tail was cut, if it was.
+    pub damage: Option<Damage>,
 }
 
 impl BlockLog {
@@ -75,9 +100,14 @@ impl BlockLog {
         }
         let mut bytes = Vec::with_capacity(file_bytes as usize);
         file.read_to_end(&mut bytes).map_err(io_error)?;
-        let (blocks, good) = parse(&bytes);
-        if (good as u64) < file_bytes {
-            tracing::warn!(path = %path.display(), kept = blocks.len(), truncated_bytes = file_bytes - good as u64, "block log had a damaged tail");
+        let (blocks, good, damage) = parse(&bytes);
+        let recovery = Recovery {
+            records: blocks.len(),
+            truncated_bytes: file_bytes - good as u64,
+            damage,
+        };
+        if recovery.truncated_bytes > 0 {
+            tracing::warn!(path = %path.display(), kept = blocks.len(), truncated_bytes = recovery.truncated_bytes, damage = ?recovery.damage, "block log had a damaged tail");
             file.set_len(good as u64).map_err(io_error)?;
             file.sync_all().map_err(io_error)?;
         }
@@ -86,8 +116,14 @@ impl BlockLog {
             file,
             len_bytes: good as u64,
             dirty: false,
+            recovery,
         };
         Ok((log, blocks))
+    }
+
+    /// What [`BlockLog::open`] kept and cut.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
     }
 
     /// Appends one block; durable after [`BlockLog::sync`].
@@ -163,27 +199,38 @@ fn record_of(block: &[u8]) -> Vec<u8> {
     record
 }
 
-/// The blocks of the good prefix of `bytes`, and that prefix's length.
-fn parse(bytes: &[u8]) -> (Vec<SealedBlock>, usize) {
+/// The blocks of the good prefix of `bytes`, that prefix's length, and what ended it early.
+fn parse(bytes: &[u8]) -> (Vec<SealedBlock>, usize, Option<Damage>) {
     let mut blocks = Vec::new();
     let mut at = 0;
-    while bytes.len() - at >= HEADER_BYTES {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+    let damage = loop {
+        let remaining = bytes.len() - at;
+        if remaining == 0 {
+            break None;
+        }
+        if remaining < HEADER_BYTES {
+            break Some(Damage::ShortHeader);
+        }
+        let len_bytes = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
         let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
-        if len > BLOCK_BYTES_MAX || bytes.len() - at - HEADER_BYTES < len {
-            break;
+        let len = len_bytes as usize;
+        if len > BLOCK_BYTES_MAX {
+            break Some(Damage::RecordTooLarge { len_bytes });
+        }
+        if remaining - HEADER_BYTES < len {
+            break Some(Damage::ShortPayload);
         }
         let payload = &bytes[at + HEADER_BYTES..at + HEADER_BYTES + len];
         if crc32fast::hash(payload) != crc {
-            break;
+            break Some(Damage::BadChecksum);
         }
-        let Ok(block) = SealedBlock::decode(Arc::from(payload)) else {
-            break;
-        };
-        blocks.push(block);
+        match SealedBlock::decode(Arc::from(payload)) {
+            Ok(block) => blocks.push(block),
+            Err(error) => break Some(Damage::Undecodable(error.to_string())),
+        }
         at += HEADER_BYTES + len;
-    }
-    (blocks, at)
+    };
+    (blocks, at, damage)
 }
 
 #[cfg(test)]

@@ -9,6 +9,11 @@ use thiserror::Error;
 
 /// Largest config file read.
 pub const CONFIG_BYTES_MAX: u64 = 1 << 20;
+/// Longest timeout a config may set (one hour): past it a value is a typo, and timers would
+/// overflow near `u64::MAX`.
+pub const TIMEOUT_MS_MAX: u64 = 3_600_000;
+/// Most executor threads a config may ask for.
+pub const EXECUTION_THREADS_MAX: usize = 1_024;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -44,11 +49,28 @@ pub struct P2pConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RpcConfig {
     pub laddr: String,
+    /// Largest request body; a larger one is answered -32007 (HTTP 413).
     pub max_body_bytes: u32,
+    /// Largest response body; a larger one is answered -32008.
     pub max_response_bytes: u32,
+    /// Most open TCP connections (HTTP and WebSocket together). A connection over the limit is
+    /// answered HTTP 503 and closed at once; the others are served as before.
     pub max_connections: u32,
+    /// Most calls in one JSON-RPC batch (a larger batch is answered -32010); 0 disables batches.
     pub max_batch: u32,
+    /// How long one method may run before it is answered -32004.
     pub timeout_ms: u64,
+    /// How long a connection has to send a complete request head (request line and headers),
+    /// counted from when the server starts waiting for it; a keep-alive connection idle that
+    /// long is closed too. Bounds slowloris clients that trickle their headers.
+    pub header_read_timeout_ms: u64,
+    /// How long a request body may take to arrive once its head has: a body still incomplete
+    /// then is answered HTTP 408 (-32005) and its connection closed. Bounds clients that
+    /// trickle a body.
+    pub body_read_timeout_ms: u64,
+    /// How long a write to a connection may wait for the client to read before the connection
+    /// is closed. Bounds clients that ask and never read the answer.
+    pub write_stall_timeout_ms: u64,
     /// How long `broadcast_tx_commit` waits for the tx to commit.
     pub commit_timeout_ms: u64,
     /// Serves the `unsafe_*` methods (`unsafe_set_isolated`: cut the node off from its peers,
@@ -141,6 +163,9 @@ impl Default for RpcConfig {
             max_connections: 256,
             max_batch: 64,
             timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            write_stall_timeout_ms: 10_000,
             commit_timeout_ms: 10_000,
             unsafe_routes: false,
         }
@@ -201,14 +226,24 @@ impl Config {
             path: path.to_owned(),
             problem,
         };
-        let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
-        if meta.len() > CONFIG_BYTES_MAX {
-            return Err(fail(format!(
-                "{} bytes is over the cap of {CONFIG_BYTES_MAX}",
-                meta.len()
-            )));
+        let too_large =
+            |len: u64| fail(format!("{len} bytes is over the cap of {CONFIG_BYTES_MAX}"));
+        let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+        let len = file.metadata().map_err(|e| fail(e.to_string()))?.len();
+        if len > CONFIG_BYTES_MAX {
+            return Err(too_large(len));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        // Bounded again, in case the file grows between the two reads.
+        let mut bytes = Vec::with_capacity(len as usize);
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, CONFIG_BYTES_MAX + 1),
+            &mut bytes,
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        if bytes.len() as u64 > CONFIG_BYTES_MAX {
+            return Err(too_large(bytes.len() as u64));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| fail(format!("not UTF-8: {e}")))?;
         let config: Config = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
         config.validate().map_err(fail)?;
         Ok(config)
@@ -253,8 +288,71 @@ impl Config {
         if self.mempool.size == 0 || self.mempool.max_bytes == 0 {
             return Err("mempool.size and mempool.max_bytes must be positive".into());
         }
-        if self.rpc.max_body_bytes == 0 || self.rpc.max_connections == 0 {
-            return Err("rpc limits must be positive".into());
+        crate::mempool::MempoolConfig {
+            size: self.mempool.size,
+            max_bytes: self.mempool.max_bytes,
+            tx_bytes_max: self.mempool.tx_bytes_max,
+            cache_size: self.mempool.cache_size,
+            ..crate::mempool::MempoolConfig::default()
+        }
+        .validate()
+        .map_err(|e| e.to_string())?;
+        self.validate_limits()
+    }
+
+    /// Zero limits and absurd sizes: each is refused with the field it names.
+    fn validate_limits(&self) -> Result<(), String> {
+        let rpc = &self.rpc;
+        let positive = [
+            ("rpc.max_body_bytes", u64::from(rpc.max_body_bytes)),
+            ("rpc.max_response_bytes", u64::from(rpc.max_response_bytes)),
+            ("rpc.max_connections", u64::from(rpc.max_connections)),
+            ("p2p.max_connections", u64::from(self.p2p.max_connections)),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(format!("{field} must be positive"));
+            }
+        }
+        let rpc_timeouts = [
+            ("rpc.timeout_ms", rpc.timeout_ms),
+            ("rpc.commit_timeout_ms", rpc.commit_timeout_ms),
+            ("rpc.header_read_timeout_ms", rpc.header_read_timeout_ms),
+            ("rpc.body_read_timeout_ms", rpc.body_read_timeout_ms),
+            ("rpc.write_stall_timeout_ms", rpc.write_stall_timeout_ms),
+        ];
+        for (field, ms) in rpc_timeouts {
+            if ms == 0 || ms > TIMEOUT_MS_MAX {
+                return Err(format!("{field} is {ms}, not 1 to {TIMEOUT_MS_MAX}"));
+            }
+        }
+        let c = &self.consensus;
+        let consensus_timeouts = [
+            ("consensus.timeout_propose_ms", c.timeout_propose_ms),
+            ("consensus.timeout_prevote_ms", c.timeout_prevote_ms),
+            ("consensus.timeout_precommit_ms", c.timeout_precommit_ms),
+            ("consensus.timeout_commit_ms", c.timeout_commit_ms),
+        ];
+        for (field, ms) in consensus_timeouts {
+            if ms.is_some_and(|ms| ms > TIMEOUT_MS_MAX) {
+                return Err(format!("{field} is over {TIMEOUT_MS_MAX}"));
+            }
+        }
+        for (field, value) in [
+            ("consensus.block_max_txs", c.block_max_txs),
+            ("consensus.block_max_bytes", c.block_max_bytes),
+        ] {
+            if value == Some(0) {
+                return Err(format!(
+                    "{field} must be positive (leave it out for the genesis limit)"
+                ));
+            }
+        }
+        if self.execution.threads > EXECUTION_THREADS_MAX {
+            return Err(format!(
+                "execution.threads is {}, over {EXECUTION_THREADS_MAX}",
+                self.execution.threads
+            ));
         }
         Ok(())
     }

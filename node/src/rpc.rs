@@ -68,18 +68,27 @@
 //! | -32600 | invalid request (jsonrpsee) |
 //! | -32601 | method not found (jsonrpsee) |
 //! | -32602 | invalid params: missing, mistyped, or a bad hash/address; the message says which |
+//! | -32603 | internal error (jsonrpsee): `subscribe` or `unsubscribe` over HTTP, which cannot carry notifications |
 //! | -32001 | [`NOT_FOUND_CODE`]: no such block, results or committed tx (e.g. "height 99 is above the latest height 12") |
 //! | -32002 | [`COMMIT_TIMEOUT_CODE`]: "timed out waiting for the tx to commit", `data` `{hash, timeout_ms}` |
 //! | -32003 | [`INTERNAL_CODE`]: storage or the node failed (corrupt data, a failed task, shutdown) |
-//! | -32004 | [`REQUEST_TIMEOUT_CODE`]: a method ran past `rpc.timeout_ms` |
+//! | -32004 | [`REQUEST_TIMEOUT_CODE`]: a method ran past `rpc.timeout_ms`, or (HTTP 408) a request body did not arrive within `rpc.body_read_timeout_ms` |
+//! | -32005 | a batch while batches are disabled (`rpc.max_batch = 0`; jsonrpsee) |
 //! | -32006 | too many subscriptions on this connection (jsonrpsee) |
 //! | -32007 / -32008 | request / response over `rpc.max_body_bytes` / `rpc.max_response_bytes` (jsonrpsee) |
+//! | -32009 | (HTTP 503) a connection over `rpc.max_connections`, closed after this answer |
 //! | -32010 | batch over `rpc.max_batch` (jsonrpsee) |
 //!
 //! # Limits
 //! Request and response bodies, connections and batch size come from `[rpc]`; each method runs
 //! under `rpc.timeout_ms` (`broadcast_tx_commit` under that plus `rpc.commit_timeout_ms`);
-//! subscriptions per connection are [`SUBSCRIPTIONS_PER_CONNECTION_MAX`].
+//! subscriptions per connection are [`SUBSCRIPTIONS_PER_CONNECTION_MAX`]. The server speaks
+//! HTTP/1.1 (and WebSocket by upgrade) from its own accept loop, which bounds what jsonrpsee's
+//! leaves open: at most `rpc.max_connections` open sockets, HTTP and WebSocket together; a
+//! request head must arrive within `rpc.header_read_timeout_ms` (an idle keep-alive connection
+//! is closed then too), its body within `rpc.body_read_timeout_ms`, and a client that stops
+//! reading is dropped after `rpc.write_stall_timeout_ms`. JSON nested deeper than serde_json's
+//! recursion limit (128) is a parse error (-32700).
 //!
 //! Architecture invariant: RPC never writes the chain. Its one write is mempool admission,
 //! which takes the chain's read lock before the mempool's lock, in the driver's order. Chain
@@ -180,17 +189,23 @@ pub async fn serve(ctx: Arc<NodeContext>) -> Result<(ServerHandle, SocketAddr), 
     let config = ServerConfig::builder()
         .max_request_body_size(rpc.max_body_bytes)
         .max_response_body_size(rpc.max_response_bytes)
+        // Per request here; the accept loop bounds connections with the same number.
         .max_connections(rpc.max_connections)
         .max_subscriptions_per_connection(SUBSCRIPTIONS_PER_CONNECTION_MAX)
         .set_message_buffer_capacity(WS_MESSAGE_BUFFER_MAX)
         .set_batch_request_config(batch)
         .build();
-    let server = Server::builder()
-        .set_config(config)
-        .build(addr)
+    let limits = ConnectionLimits {
+        max_connections: rpc.max_connections as usize,
+        max_body_bytes: rpc.max_body_bytes as usize,
+        header_read: Duration::from_millis(rpc.header_read_timeout_ms),
+        body_read: Duration::from_millis(rpc.body_read_timeout_ms),
+        write_stall: Duration::from_millis(rpc.write_stall_timeout_ms),
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| RpcError::Bind { addr, source })?;
-    let bound = server
+    let bound = listener
         .local_addr()
         .map_err(|source| RpcError::Bind { addr, source })?;
     let admitter = Admitter::spawn(
@@ -205,8 +220,272 @@ pub async fn serve(ctx: Arc<NodeContext>) -> Result<(ServerHandle, SocketAddr), 
         async_checks: Arc::new(Semaphore::new(ASYNC_CHECKS_MAX)),
         admitter,
     });
+    let (stop, handle) = jsonrpsee::server::stop_channel();
+    let service = Server::builder()
+        .set_config(config)
+        .to_service_builder()
+        .build(module, stop.clone());
+    tokio::spawn(accept_loop(listener, service, stop, limits));
     tracing::info!(addr = %bound, "JSON-RPC server listening");
-    Ok((server.start(module), bound))
+    Ok((handle, bound))
+}
+
+// --- Connections ---
+//
+// jsonrpsee's own server counts requests in flight, not connections, and reads request heads
+// and bodies without a deadline (hyper's header-read timeout needs a timer it does not set), so
+// a client could hold any number of idle or trickling connections. This accept loop bounds
+// them: at most `rpc.max_connections` sockets (HTTP and WebSocket), each with deadlines on
+// reading a request head, reading its body, and writing to a client that stopped reading.
+
+/// The connection limits of `[rpc]`.
+#[derive(Clone, Copy, Debug)]
+struct ConnectionLimits {
+    max_connections: usize,
+    max_body_bytes: usize,
+    header_read: Duration,
+    body_read: Duration,
+    write_stall: Duration,
+}
+
+/// What a connection over `rpc.max_connections` is told before it is closed.
+const BUSY_RESPONSE: &str = concat!(
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n",
+    "Content-Length: 84\r\nConnection: close\r\n\r\n",
+    r#"{"jsonrpc":"2.0","error":{"code":-32009,"message":"Too many connections"},"id":null}"#,
+);
+/// A failed `accept` (say, out of file descriptors) is retried after this pause.
+const ACCEPT_RETRY: Duration = Duration::from_millis(10);
+
+type JsonRpcService =
+    jsonrpsee::server::TowerService<tower::layer::util::Identity, tower::layer::util::Identity>;
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    service: JsonRpcService,
+    stop: jsonrpsee::server::StopHandle,
+    limits: ConnectionLimits,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let stopped = stop.clone().shutdown();
+    tokio::pin!(stopped);
+    loop {
+        let socket = tokio::select! {
+            () = &mut stopped => return,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => socket,
+                Err(error) => {
+                    tracing::debug!(%error, "RPC accept failed");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            // Best effort: the socket is fresh, so its send buffer has room.
+            let _ = socket.try_write(BUSY_RESPONSE.as_bytes());
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let io = BoundedStream {
+            stream: socket,
+            write_stall: limits.write_stall,
+            stalled: None,
+            _slot: slot,
+        };
+        tokio::spawn(serve_connection(io, service.clone(), stop.clone(), limits));
+    }
+}
+
+/// Serves one connection: HTTP/1.1 (with upgrades to WebSocket), a deadline on each request
+/// head, and each body read whole within its deadline before jsonrpsee sees it.
+async fn serve_connection(
+    io: BoundedStream,
+    service: JsonRpcService,
+    stop: jsonrpsee::server::StopHandle,
+    limits: ConnectionLimits,
+) {
+    let handler = hyper::service::service_fn(move |request| {
+        let service = service.clone();
+        handle_request(service, request, limits)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    let connection = builder
+        .serve_connection(hyper_util::rt::TokioIo::new(io), handler)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let stopped = stop.shutdown();
+    tokio::pin!(stopped);
+    let result = tokio::select! {
+        result = &mut connection => result,
+        () = &mut stopped => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "RPC connection closed");
+    }
+}
+
+type ServiceResult = Result<jsonrpsee::server::HttpResponse, jsonrpsee::core::BoxError>;
+
+async fn handle_request(
+    mut service: JsonRpcService,
+    request: hyper::Request<hyper::body::Incoming>,
+    limits: ConnectionLimits,
+) -> ServiceResult {
+    match read_body_within(request, limits).await {
+        Ok(request) => tower::Service::call(&mut service, request).await,
+        Err(refusal) => refusal,
+    }
+}
+
+/// The request with its body read whole, at most a byte over `rpc.max_body_bytes` (jsonrpsee
+/// answers that with -32007), within `rpc.body_read_timeout_ms`; or the answer to give instead.
+/// A WebSocket upgrade passes as it is.
+async fn read_body_within(
+    request: hyper::Request<hyper::body::Incoming>,
+    limits: ConnectionLimits,
+) -> Result<jsonrpsee::server::HttpRequest, ServiceResult> {
+    use hyper::body::Body as _;
+
+    if jsonrpsee::server::ws::is_upgrade_request(&request) {
+        return Ok(request.map(jsonrpsee::server::HttpBody::new));
+    }
+    let (parts, mut body) = request.into_parts();
+    let mut bytes = Vec::new();
+    let read = async {
+        while bytes.len() <= limits.max_body_bytes {
+            let frame =
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await;
+            match frame {
+                None => break,
+                Some(frame) => {
+                    if let Some(data) = frame?.data_ref() {
+                        bytes.extend_from_slice(data);
+                    }
+                }
+            }
+        }
+        Ok::<(), hyper::Error>(())
+    };
+    match tokio::time::timeout(limits.body_read, read).await {
+        Ok(Ok(())) => Ok(hyper::Request::from_parts(
+            parts,
+            jsonrpsee::server::HttpBody::from(bytes),
+        )),
+        // The connection broke mid-body: nothing to answer.
+        Ok(Err(error)) => Err(Err(error.into())),
+        Err(_) => Err(Ok(body_timeout_response(limits.body_read))),
+    }
+}
+
+fn body_timeout_response(limit: Duration) -> jsonrpsee::server::HttpResponse {
+    let body = json!({
+        "jsonrpc": "2.0",
+        "error": {
+            "code": REQUEST_TIMEOUT_CODE,
+            "message": format!("the request body did not arrive within {} ms", limit.as_millis()),
+        },
+        "id": null,
+    });
+    hyper::Response::builder()
+        .status(hyper::StatusCode::REQUEST_TIMEOUT)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        // The unread rest of the body makes the connection unusable.
+        .header(hyper::header::CONNECTION, "close")
+        .body(jsonrpsee::server::HttpBody::from(body.to_string()))
+        .expect("a static status and headers")
+}
+
+/// A client's socket, holding its connection slot until it is dropped (after a WebSocket
+/// upgrade too), and failing a write that waits longer than `write_stall` for the client to
+/// read.
+struct BoundedStream {
+    stream: tokio::net::TcpStream,
+    write_stall: Duration,
+    /// Running while writes wait on a full send buffer.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl BoundedStream {
+    /// Turns a pending write into an error once it has waited `write_stall`.
+    fn stall<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        poll: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        use std::task::Poll;
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.write_stall;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client read nothing for {} ms", limit.as_millis()),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for BoundedStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for BoundedStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.stall(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.stall(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let poll = std::pin::Pin::new(&mut self.stream).poll_flush(cx);
+        self.stall(cx, poll)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 fn methods(state: RpcState) -> RpcModule<RpcState> {
@@ -1660,6 +1939,17 @@ mod tests {
         );
         blocks.unsubscribe().await.unwrap();
         handle.stop().unwrap();
+    }
+
+    #[test]
+    fn the_busy_answer_is_well_formed() {
+        let (head, body) = BUSY_RESPONSE.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
+        let body: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["error"]["code"], -32009);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

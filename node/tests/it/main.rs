@@ -13,6 +13,8 @@
 //!   batch, block-sync store), under load, loses nothing, never signs twice, and rejoins.
 //! - `damaged_disk`: a torn or overwritten WAL tail is cut and the node carries on; a damaged
 //!   chain database is refused with an error naming it, or used only if provably intact.
+//! - `rpc_abuse`: nested JSON, huge batches, slowloris and excess connections are bounded, and
+//!   the node keeps committing.
 
 mod bad_input;
 mod byzantine;
@@ -20,4 +22,5 @@ mod crash_points;
 mod damaged_disk;
 mod four_nodes;
 mod one_node;
+mod rpc_abuse;
 mod support;
