@@ -70,10 +70,13 @@ impl NodeClient {
         method: &'static str,
         params: ObjectParams,
     ) -> Result<Value, ClientError> {
-        self.client
-            .request(method, params)
-            .await
-            .map_err(|e| self.error(method, e.to_string()))
+        let mut result = self.client.request(method, params.clone()).await;
+        // Once more on a transport error: the request may have met a keep-alive connection
+        // the node was closing as idle (`rpc.header_read_timeout_ms`).
+        if let Err(jsonrpsee::core::ClientError::Transport(_)) = &result {
+            result = self.client.request(method, params).await;
+        }
+        result.map_err(|e| self.error(method, e.to_string()))
     }
 
     fn error(&self, method: &'static str, problem: String) -> ClientError {

@@ -166,11 +166,20 @@ fn setup(
     Ok(nodes)
 }
 
+/// The node's height. Tried three times: a request can meet a keep-alive connection the
+/// server is closing as idle (`rpc.header_read_timeout_ms`, 10 s like CometBFT's).
 async fn height(client: &jsonrpsee::http_client::HttpClient) -> Option<u64> {
-    let status: Value = client.request("status", ObjectParams::new()).await.ok()?;
-    status["sync_info"]["latest_block_height"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
+    for _ in 0..3 {
+        if let Ok(status) = client
+            .request::<Value, _>("status", ObjectParams::new())
+            .await
+        {
+            return status["sync_info"]["latest_block_height"]
+                .as_str()
+                .and_then(|s| s.parse().ok());
+        }
+    }
+    None
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -235,10 +244,11 @@ async fn run(args: Args) -> Result<Value, String> {
     }
 
     // Phase 1: empty heights per second.
-    let h0 = height(&clients[0]).await.unwrap_or(0);
+    let unreachable = || "node 0 does not answer status".to_string();
+    let h0 = height(&clients[0]).await.ok_or_else(unreachable)?;
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.empty_seconds)).await;
-    let h1 = height(&clients[0]).await.unwrap_or(0);
+    let h1 = height(&clients[0]).await.ok_or_else(unreachable)?;
     let empty_heights_per_s = (h1 - h0) as f64 / t0.elapsed().as_secs_f64();
     eprintln!(
         "empty: {empty_heights_per_s:.1} heights/s over {} heights",
