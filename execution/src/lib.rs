@@ -13,6 +13,8 @@ pub mod access;
 pub mod codec;
 pub mod dag;
 pub mod exec;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod lattice;
 pub mod logic;
 pub mod probe;

@@ -19,47 +19,26 @@ use std::fmt::Debug;
 use std::path::Path;
 
 use proptest::prelude::*;
-use proptest::sample::Index;
 use weft_execution::access::BLOCK_TXS_MAX;
 use weft_execution::codec::{Reader, put_varint};
+use weft_execution::fuzzing::{Bound, checked, config, corpus_files, mutate, mutation};
 use weft_execution::probe::{self, AllocProbe};
-use weft_execution::tx::{WORK_ROUNDS_MAX, WORK_SLOTS_MAX};
 use weft_execution::{
-    AccessMode, AccessSets, Account, Address, ChainId, ConflictDag, LtHash, MemoryState, Name,
-    Payload, SledStorage, StateKey, StateValue, StateView, Transaction, WorkSlots,
+    AccessMode, AccessSets, Address, ConflictDag, LtHash, MemoryState, Name, SledStorage, StateKey,
+    StateValue, StateView, Transaction,
 };
+
+#[path = "it/values.rs"]
+mod values;
+
+use values::{address, forward_dag, leading_varint, name, transaction, value};
 
 #[global_allocator]
 static PROBE: AllocProbe = AllocProbe;
 
-/// The case count of a harness: `default`, or for a long run `WEFT_FUZZ_CASES` divided by the
-/// harness's `cost` (how many ordinary cases one of its cases is worth in time).
-fn cases(default: u32, cost: u32) -> u32 {
-    std::env::var("WEFT_FUZZ_CASES")
-        .ok()
-        .and_then(|text| text.parse::<u32>().ok())
-        .map_or(default, |cases| (cases / cost).max(1))
-}
-
-fn config(default_cases: u32, cost: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases: cases(default_cases, cost),
-        // Failures are kept in tests/fuzz.proptest-regressions and replayed first.
-        ..ProptestConfig::default()
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
-// The checked decode: never panics (a panic fails the case), bounded, canonical.
-
-/// How much a decoder may allocate for `len` input bytes: `total_per_byte × len + fixed` in
-/// all, and no single allocation over `largest_per_byte × len + fixed`.
-#[derive(Clone, Copy, Debug)]
-struct Bound {
-    total_per_byte: usize,
-    largest_per_byte: usize,
-    fixed: usize,
-}
+// Allocation bounds for `fuzzing::checked`: never panics (a panic fails the case), bounded,
+// canonical.
 
 /// A transaction is at most `TX_BYTES_MAX` bytes and holds two heap values: its chain id (at
 /// most 50 bytes) and its work slots (at most 8 × 8 bytes). Nothing scales with a length field.
@@ -106,35 +85,6 @@ const LATTICE_BOUND: Bound = Bound {
     largest_per_byte: 1,
     fixed: 0,
 };
-
-/// Decodes `bytes`, asserting the allocation bound, and, when they decode, that they re-encode
-/// to themselves. Returns the decoded value.
-fn checked<T, E: Debug>(
-    target: &str,
-    bytes: &[u8],
-    bound: Bound,
-    decode: impl FnOnce(&[u8]) -> Result<T, E>,
-    encode: impl FnOnce(&T) -> Vec<u8>,
-) -> Option<T> {
-    let (decoded, footprint) = probe::measure(|| decode(bytes));
-    let len = bytes.len();
-    assert!(
-        footprint.within(len, bound.total_per_byte, bound.fixed),
-        "{target}: {len} input bytes allocated {footprint:?}, over {bound:?}: {bytes:02x?}"
-    );
-    assert!(
-        footprint.largest_bytes <= len * bound.largest_per_byte + bound.fixed,
-        "{target}: {len} input bytes made one allocation of {}, over {bound:?}: {bytes:02x?}",
-        footprint.largest_bytes
-    );
-    let value = decoded.ok()?;
-    assert_eq!(
-        encode(&value),
-        bytes,
-        "{target}: accepted bytes re-encode differently"
-    );
-    Some(value)
-}
 
 /// Every target of this binary, by its corpus directory name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,17 +218,6 @@ fn varint_prefix(bytes: &[u8]) -> bool {
     true
 }
 
-fn leading_varint(bytes: &[u8]) -> Option<u64> {
-    let mut value = 0u64;
-    for (index, byte) in bytes.iter().take(5).enumerate() {
-        value |= u64::from(byte & 0x7f) << (7 * index);
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
 fn varint(value: u32) -> Vec<u8> {
     let mut out = Vec::new();
     put_varint(&mut out, value);
@@ -306,113 +245,8 @@ fn hostile_fields() -> Vec<Vec<u8>> {
     ]
 }
 
-#[derive(Clone, Debug)]
-enum Mutation {
-    Flip(Index, u8),
-    Set(Index, u8),
-    Insert(Index, u8),
-    Delete(Index),
-    Truncate(Index),
-    Extend(Vec<u8>),
-    /// A hostile field written over the bytes at a position.
-    Overwrite(Index, Index),
-    /// A hostile field inserted at a position.
-    Splice(Index, Index),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        (any::<Index>(), 1u8..=255).prop_map(|(at, mask)| Mutation::Flip(at, mask)),
-        (
-            any::<Index>(),
-            prop_oneof![Just(0u8), Just(0x7f), Just(0x80), Just(0xff), any::<u8>()]
-        )
-            .prop_map(|(at, byte)| Mutation::Set(at, byte)),
-        (any::<Index>(), any::<u8>()).prop_map(|(at, byte)| Mutation::Insert(at, byte)),
-        any::<Index>().prop_map(Mutation::Delete),
-        any::<Index>().prop_map(Mutation::Truncate),
-        prop::collection::vec(any::<u8>(), 1..16).prop_map(Mutation::Extend),
-        (any::<Index>(), any::<Index>()).prop_map(|(at, field)| Mutation::Overwrite(at, field)),
-        (any::<Index>(), any::<Index>()).prop_map(|(at, field)| Mutation::Splice(at, field)),
-    ]
-}
-
-fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
-    let fields = hostile_fields();
-    for mutation in mutations {
-        let len = bytes.len();
-        match mutation {
-            Mutation::Flip(at, mask) if len > 0 => bytes[at.index(len)] ^= mask,
-            Mutation::Set(at, byte) if len > 0 => bytes[at.index(len)] = *byte,
-            Mutation::Insert(at, byte) => bytes.insert(at.index(len + 1), *byte),
-            Mutation::Delete(at) if len > 0 => {
-                bytes.remove(at.index(len));
-            }
-            Mutation::Truncate(at) => bytes.truncate(at.index(len + 1)),
-            Mutation::Extend(tail) => bytes.extend_from_slice(tail),
-            Mutation::Overwrite(at, field) => {
-                let field = fields[field.index(fields.len())].as_slice();
-                let start = at.index(len + 1);
-                let end = (start + field.len()).min(len);
-                bytes.splice(start..end, field.iter().copied());
-            }
-            Mutation::Splice(at, field) => {
-                let field = fields[field.index(fields.len())].as_slice();
-                let start = at.index(len + 1);
-                bytes.splice(start..start, field.iter().copied());
-            }
-            _ => {}
-        }
-    }
-    bytes
-}
-
 // ---------------------------------------------------------------------------------------------
 // Strategies for valid values.
-
-fn name() -> impl Strategy<Value = Name> {
-    "[a-z0-9-]{1,32}".prop_map(|text| Name::new(&text).expect("the regex admits only names"))
-}
-
-fn address() -> impl Strategy<Value = Address> {
-    prop_oneof![
-        any::<[u8; 32]>().prop_map(Address),
-        (0u8..4).prop_map(|b| Address([b; 32])),
-    ]
-}
-
-fn payload() -> impl Strategy<Value = Payload> {
-    prop_oneof![
-        (address(), any::<u64>()).prop_map(|(to, amount)| Payload::Transfer { to, amount }),
-        name().prop_map(|name| Payload::RegisterName { name }),
-        (name(), any::<u64>()).prop_map(|(name, amount)| Payload::PayName { name, amount }),
-        (
-            prop::collection::vec(any::<u64>(), 1..=WORK_SLOTS_MAX),
-            0..=WORK_ROUNDS_MAX
-        )
-            .prop_map(|(slots, rounds)| Payload::Work {
-                slots: WorkSlots::new(slots).expect("1 to 8 slots"),
-                rounds,
-            }),
-    ]
-}
-
-fn transaction() -> impl Strategy<Value = Transaction> {
-    (
-        "[A-Za-z0-9._-]{1,50}",
-        address(),
-        any::<u64>(),
-        payload(),
-        prop::array::uniform::<_, 64>(any::<u8>()),
-    )
-        .prop_map(|(chain, sender, nonce, payload, signature)| Transaction {
-            chain_id: ChainId::new(&chain).expect("the regex admits only chain ids"),
-            sender,
-            nonce,
-            payload,
-            signature,
-        })
-}
 
 /// Keys from a small space, so that txs share them, and from the whole space.
 fn key() -> impl Strategy<Value = StateKey> {
@@ -425,15 +259,6 @@ fn key() -> impl Strategy<Value = StateKey> {
         any::<u64>().prop_map(StateKey::WorkSlot),
         name().prop_map(StateKey::Name),
         address().prop_map(StateKey::Account),
-    ]
-}
-
-fn value() -> impl Strategy<Value = StateValue> {
-    prop_oneof![
-        (any::<u64>(), any::<u64>())
-            .prop_map(|(balance, nonce)| StateValue::Account(Account { balance, nonce })),
-        address().prop_map(StateValue::NameOwner),
-        any::<[u8; 32]>().prop_map(StateValue::WorkDigest),
     ]
 }
 
@@ -452,24 +277,7 @@ fn access_sets() -> impl Strategy<Value = AccessSets> {
 
 /// Valid DAGs: the canonical DAG of random access sets, or random forward edges.
 fn dag() -> impl Strategy<Value = ConflictDag> {
-    let random = prop::collection::vec(prop::collection::vec(any::<Index>(), 0..8), 0..200)
-        .prop_map(|lists| {
-            let preds: Vec<Vec<u32>> = lists
-                .iter()
-                .enumerate()
-                .map(|(tx, picks)| {
-                    let mut list: Vec<u32> = if tx == 0 {
-                        Vec::new()
-                    } else {
-                        picks.iter().map(|pick| pick.index(tx) as u32).collect()
-                    };
-                    list.sort_unstable();
-                    list.dedup();
-                    list
-                })
-                .collect();
-            ConflictDag::from_pred_lists_unchecked(&preds)
-        });
+    let random = forward_dag(0..8, 0..200);
     prop_oneof![
         access_sets().prop_map(|sets| ConflictDag::derive(&sets)),
         random
@@ -522,7 +330,7 @@ proptest! {
         mutations in prop::collection::vec(mutation(), 1..5),
     ) {
         prop_assert!(target.run(&bytes, txs), "the unmutated {:?} encoding decodes", target);
-        let mutated = mutate(bytes, &mutations);
+        let mutated = mutate(bytes, &mutations, &hostile_fields());
         for txs in [txs, txs + 1, txs.saturating_sub(1)] {
             target.run(&mutated, txs);
         }
@@ -619,7 +427,7 @@ fn stored(valid: impl Strategy<Value = Vec<u8>>) -> impl Strategy<Value = Vec<u8
         prop_oneof![
             3 => Just(kept),
             1 => prop::collection::vec(mutation(), 1..3)
-                .prop_map(move |mutations| mutate(bytes.clone(), &mutations)),
+                .prop_map(move |mutations| mutate(bytes.clone(), &mutations, &hostile_fields())),
             1 => prop::collection::vec(any::<u8>(), 0..40),
         ]
     })
@@ -684,13 +492,7 @@ fn the_corpus_replays_cleanly() {
     let mut replayed = 0;
     for target in TARGETS {
         let dir = root.join(target.name());
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
-            .map(|entry| entry.expect("corpus entry").path())
-            .collect();
-        files.sort();
-        assert!(!files.is_empty(), "corpus {} is empty", dir.display());
-        for file in files {
+        for file in corpus_files(&dir) {
             let bytes = std::fs::read(&file).expect("corpus file");
             println!("{}", file.display());
             for txs in target.tx_counts(&bytes) {

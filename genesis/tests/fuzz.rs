@@ -24,6 +24,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::Value;
+use weft_execution::fuzzing::{Mutation, config, corpus_files, mutate};
 use weft_execution::probe::{self, AllocProbe};
 use weft_genesis::genesis::TIMEOUT_MS_MAX;
 use weft_genesis::keys::KEY_FILE_BYTES_MAX;
@@ -33,23 +34,6 @@ use weft_genesis::{
 
 #[global_allocator]
 static PROBE: AllocProbe = AllocProbe;
-
-/// The case count of a harness: `default`, or for a long run `WEFT_FUZZ_CASES` divided by the
-/// harness's `cost` (how many ordinary cases one of its cases is worth in time).
-fn cases(default: u32, cost: u32) -> u32 {
-    std::env::var("WEFT_FUZZ_CASES")
-        .ok()
-        .and_then(|text| text.parse::<u32>().ok())
-        .map_or(default, |cases| (cases / cost).max(1))
-}
-
-fn config(default_cases: u32, cost: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases: cases(default_cases, cost),
-        // Failures are kept in tests/fuzz.proptest-regressions and replayed first.
-        ..ProptestConfig::default()
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The checked loads.
@@ -388,16 +372,8 @@ fn apply(genesis: &Genesis, edit: &Edit) -> (String, Option<bool>) {
     }
 }
 
-#[derive(Clone, Debug)]
-enum Mutation {
-    Flip(Index, u8),
-    Set(Index, u8),
-    Insert(Index, u8),
-    Delete(Index),
-    Truncate(Index),
-    Extend(Vec<u8>),
-}
-
+/// The shared engine's single-byte edits, truncation and extension, with bytes that matter in
+/// JSON favoured; no binary hostile fields.
 fn mutation() -> impl Strategy<Value = Mutation> {
     let interesting = prop_oneof![
         Just(b'"'),
@@ -421,24 +397,6 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         any::<Index>().prop_map(Mutation::Truncate),
         prop::collection::vec(any::<u8>(), 1..16).prop_map(Mutation::Extend),
     ]
-}
-
-fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
-    for mutation in mutations {
-        let len = bytes.len();
-        match mutation {
-            Mutation::Flip(at, mask) if len > 0 => bytes[at.index(len)] ^= mask,
-            Mutation::Set(at, byte) if len > 0 => bytes[at.index(len)] = *byte,
-            Mutation::Insert(at, byte) => bytes.insert(at.index(len + 1), *byte),
-            Mutation::Delete(at) if len > 0 => {
-                bytes.remove(at.index(len));
-            }
-            Mutation::Truncate(at) => bytes.truncate(at.index(len + 1)),
-            Mutation::Extend(tail) => bytes.extend_from_slice(tail),
-            _ => {}
-        }
-    }
-    bytes
 }
 
 fn key_file_text(key: &SecretKey) -> String {
@@ -523,7 +481,7 @@ proptest! {
         let dir = tempfile::tempdir().expect("tempdir");
         let bytes = genesis.to_json_pretty().into_bytes();
         prop_assert_eq!(load_genesis(dir.path(), &bytes), Some(genesis));
-        load_genesis(dir.path(), &mutate(bytes, &mutations));
+        load_genesis(dir.path(), &mutate(bytes, &mutations, &[]));
     }
 
     #[test]
@@ -570,7 +528,7 @@ proptest! {
         let key = SecretKey(seed);
         let (text, valid) = key_file_variant(&key, variant);
         let unmutated = mutations.is_empty() && random.is_none();
-        let bytes = random.unwrap_or_else(|| mutate(text.into_bytes(), &mutations));
+        let bytes = random.unwrap_or_else(|| mutate(text.into_bytes(), &mutations, &[]));
         let read = read_key(dir.path(), &bytes, mode);
         // Root reads a file whatever its owner bits; anyone else needs the owner's read bit.
         let decided = mode & 0o077 != 0 || mode & 0o400 != 0;
@@ -646,13 +604,7 @@ fn the_corpus_replays_cleanly() {
     let mut replayed = 0;
     for target in ["genesis", "key_file"] {
         let corpus = root.join(target);
-        let mut files: Vec<_> = fs::read_dir(&corpus)
-            .unwrap_or_else(|e| panic!("corpus {}: {e}", corpus.display()))
-            .map(|entry| entry.expect("corpus entry").path())
-            .collect();
-        files.sort();
-        assert!(!files.is_empty(), "corpus {} is empty", corpus.display());
-        for file in files {
+        for file in corpus_files(&corpus) {
             let bytes = fs::read(&file).expect("corpus file");
             println!("{}", file.display());
             // Files named `valid-*` must load; every other one must be refused.

@@ -17,12 +17,12 @@ use std::mem::size_of;
 use std::path::Path;
 
 use proptest::prelude::*;
-use proptest::sample::Index;
 use weft_consensus::{
     CommitCertificate, Height, Proposal, Round, Signature, Signed, SignedVote, ValidatorId,
     ValueId, Vote, VoteType,
 };
 use weft_execution::codec::put_varint;
+use weft_execution::fuzzing::{Bound, checked, config, corpus_files, mutate, mutation};
 use weft_execution::probe::{self, AllocProbe};
 use weft_execution::tx::TX_BYTES_MAX;
 use weft_gossip::net::sync::{SYNC_BLOCKS_MAX, SYNC_RESPONSE_BYTES_MAX};
@@ -33,37 +33,16 @@ use weft_gossip::{
     net::{SyncRequest, SyncResponse},
 };
 
+#[path = "it/values.rs"]
+mod values;
+
+use values::{signers, value, vote_type};
+
 #[global_allocator]
 static PROBE: AllocProbe = AllocProbe;
 
-/// The case count of a harness: `default`, or for a long run `WEFT_FUZZ_CASES` divided by the
-/// harness's `cost` (how many ordinary cases one of its cases is worth in time).
-fn cases(default: u32, cost: u32) -> u32 {
-    std::env::var("WEFT_FUZZ_CASES")
-        .ok()
-        .and_then(|text| text.parse::<u32>().ok())
-        .map_or(default, |cases| (cases / cost).max(1))
-}
-
-fn config(default_cases: u32, cost: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases: cases(default_cases, cost),
-        // Failures are kept in tests/fuzz.proptest-regressions and replayed first.
-        ..ProptestConfig::default()
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
-// The checked decode.
-
-/// How much a decoder may allocate for `len` input bytes: `total_per_byte × len + fixed` in
-/// all, and no single allocation over `largest_per_byte × len + fixed`.
-#[derive(Clone, Copy, Debug)]
-struct Bound {
-    total_per_byte: usize,
-    largest_per_byte: usize,
-    fixed: usize,
-}
+// Allocation bounds for `fuzzing::checked`.
 
 /// Bytes of one (validator, signature) pair on the wire.
 const SIGNER_BYTES: usize = 32 + 64;
@@ -109,35 +88,6 @@ fn response_bound() -> Bound {
         largest_per_byte: message.largest_per_byte + 1,
         fixed: SYNC_BLOCKS_MAX as usize * size_of::<SyncBlock>() + message.fixed,
     }
-}
-
-/// Decodes `bytes`, asserting the allocation bound and, when they decode, that they re-encode
-/// to themselves. Returns the decoded value.
-fn checked<T, E: Debug>(
-    target: &str,
-    bytes: &[u8],
-    bound: Bound,
-    decode: impl FnOnce(&[u8]) -> Result<T, E>,
-    encode: impl FnOnce(&T) -> Vec<u8>,
-) -> Option<T> {
-    let (decoded, footprint) = probe::measure(|| decode(bytes));
-    let len = bytes.len();
-    let shown = &bytes[..len.min(256)];
-    assert!(
-        footprint.within(len, bound.total_per_byte, bound.fixed),
-        "{target}: {len} input bytes allocated {footprint:?}, over {bound:?}: {shown:02x?}"
-    );
-    assert!(
-        footprint.largest_bytes <= len * bound.largest_per_byte + bound.fixed,
-        "{target}: {len} input bytes made one allocation of {}, over {bound:?}: {shown:02x?}",
-        footprint.largest_bytes
-    );
-    let value = decoded.ok()?;
-    assert!(
-        encode(&value) == bytes,
-        "{target}: accepted bytes re-encode differently: {shown:02x?}"
-    );
-    Some(value)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,86 +238,8 @@ fn hostile_fields() -> Vec<Vec<u8>> {
     ]
 }
 
-#[derive(Clone, Debug)]
-enum Mutation {
-    Flip(Index, u8),
-    Set(Index, u8),
-    Insert(Index, u8),
-    Delete(Index),
-    Truncate(Index),
-    Extend(Vec<u8>),
-    /// A hostile field written over the bytes at a position.
-    Overwrite(Index, Index),
-    /// A hostile field inserted at a position.
-    Splice(Index, Index),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        (any::<Index>(), 1u8..=255).prop_map(|(at, mask)| Mutation::Flip(at, mask)),
-        (
-            any::<Index>(),
-            prop_oneof![Just(0u8), Just(0x7f), Just(0x80), Just(0xff), any::<u8>()]
-        )
-            .prop_map(|(at, byte)| Mutation::Set(at, byte)),
-        (any::<Index>(), any::<u8>()).prop_map(|(at, byte)| Mutation::Insert(at, byte)),
-        any::<Index>().prop_map(Mutation::Delete),
-        any::<Index>().prop_map(Mutation::Truncate),
-        prop::collection::vec(any::<u8>(), 1..16).prop_map(Mutation::Extend),
-        (any::<Index>(), any::<Index>()).prop_map(|(at, field)| Mutation::Overwrite(at, field)),
-        (any::<Index>(), any::<Index>()).prop_map(|(at, field)| Mutation::Splice(at, field)),
-    ]
-}
-
-fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
-    let fields = hostile_fields();
-    for mutation in mutations {
-        let len = bytes.len();
-        match mutation {
-            Mutation::Flip(at, mask) if len > 0 => bytes[at.index(len)] ^= mask,
-            Mutation::Set(at, byte) if len > 0 => bytes[at.index(len)] = *byte,
-            Mutation::Insert(at, byte) => bytes.insert(at.index(len + 1), *byte),
-            Mutation::Delete(at) if len > 0 => {
-                bytes.remove(at.index(len));
-            }
-            Mutation::Truncate(at) => bytes.truncate(at.index(len + 1)),
-            Mutation::Extend(tail) => bytes.extend_from_slice(tail),
-            Mutation::Overwrite(at, field) => {
-                let field = fields[field.index(fields.len())].as_slice();
-                let start = at.index(len + 1);
-                let end = (start + field.len()).min(len);
-                bytes.splice(start..end, field.iter().copied());
-            }
-            Mutation::Splice(at, field) => {
-                let field = fields[field.index(fields.len())].as_slice();
-                let start = at.index(len + 1);
-                bytes.splice(start..start, field.iter().copied());
-            }
-            _ => {}
-        }
-    }
-    bytes
-}
-
 // ---------------------------------------------------------------------------------------------
 // Strategies for valid values.
-
-fn vote_type() -> impl Strategy<Value = VoteType> {
-    prop_oneof![Just(VoteType::Prevote), Just(VoteType::Precommit)]
-}
-
-fn value() -> impl Strategy<Value = ValueId> {
-    any::<[u8; 32]>().prop_map(ValueId)
-}
-
-/// 1 to `max` signers, validators strictly ascending.
-fn signers(max: usize) -> impl Strategy<Value = Vec<(ValidatorId, Signature)>> {
-    prop::collection::btree_map(any::<[u8; 32]>(), any::<u8>(), 1..=max).prop_map(|map| {
-        map.into_iter()
-            .map(|(id, fill)| (ValidatorId(id), Signature([fill; 64])))
-            .collect()
-    })
-}
 
 fn certificate(signers_max: usize) -> impl Strategy<Value = CommitCertificate> {
     (any::<u64>(), any::<u32>(), value(), signers(signers_max)).prop_map(
@@ -539,7 +411,7 @@ proptest! {
         mutations in prop::collection::vec(mutation(), 1..5),
     ) {
         prop_assert!(target.run(&bytes), "the unmutated {:?} encoding decodes", target);
-        target.run(&mutate(bytes, &mutations));
+        target.run(&mutate(bytes, &mutations, &hostile_fields()));
     }
 
     #[test]
@@ -656,13 +528,7 @@ fn the_corpus_replays_cleanly() {
     let mut replayed = 0;
     for target in TARGETS {
         let dir = root.join(target.name());
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
-            .map(|entry| entry.expect("corpus entry").path())
-            .collect();
-        files.sort();
-        assert!(!files.is_empty(), "corpus {} is empty", dir.display());
-        for file in files {
+        for file in corpus_files(&dir) {
             let bytes = std::fs::read(&file).expect("corpus file");
             println!("{}", file.display());
             target.run(&bytes);

@@ -23,15 +23,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use proptest::test_runner::{
-    Config as ProptestConfig, RngAlgorithm, TestError, TestRng, TestRunner,
-};
+use proptest::test_runner::{Config as ProptestConfig, TestError, TestRunner};
 use serde_json::{Value, json};
 use weft_consensus::{
     CommitCertificate, Evidence, Height, Input, LastSigned, Proposal, Round, Signature, Signed,
     SignedVote, Timeout, TimeoutKind, TimeoutParams, Validator, ValidatorId, ValidatorSet,
     Validity, ValueId, Vote, VoteType, WalEntry,
 };
+use weft_execution::fuzzing::{self, leb128};
 use weft_execution::probe::{AllocProbe, installed, measure};
 use weft_execution::{Address, ChainId, MemoryState, Payload, StateRoot, Transaction, propose};
 use weft_genesis::SecretKey;
@@ -47,14 +46,6 @@ static PROBE: AllocProbe = AllocProbe;
 const CHAIN: &str = "weft-fuzz";
 
 // --- The runner ---
-
-/// Cases for a target: `WEFT_FUZZ_CASES`, or the target's default.
-fn cases(default: u32) -> u32 {
-    std::env::var("WEFT_FUZZ_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(default)
-}
 
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -79,22 +70,16 @@ fn fuzz<S>(
         installed(),
         "the allocation probe is not the global allocator"
     );
-    let seed = std::env::var("WEFT_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    let cases = cases(default_cases);
+    let seed = fuzzing::seed();
+    let cases = fuzzing::cases(default_cases, 1);
     eprintln!("fuzz {target}: {cases} cases, WEFT_FUZZ_SEED={seed}");
-    let mut seed_bytes = [0u8; 32];
-    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let config = ProptestConfig {
         cases,
         failure_persistence: None,
         max_shrink_iters: 2_000,
         ..ProptestConfig::default()
     };
-    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
-    let mut runner = TestRunner::new_with_rng(config, rng);
+    let mut runner = TestRunner::new_with_rng(config, fuzzing::seeded_rng(seed));
     let result = runner.run(&strategy, |value| {
         check(&value).map_err(proptest::test_runner::TestCaseError::fail)
     });
@@ -201,19 +186,6 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         1 => (index(), interesting_u64()).prop_map(|(at, value)| Mutation::U32 { at, value: value as u32 }),
         1 => (index(), index(), 1usize..64).prop_map(|(from, to, len)| Mutation::Splice { from, to, len }),
     ]
-}
-
-fn leb128(mut value: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 fn overwrite(bytes: &mut Vec<u8>, at: usize, with: &[u8]) {

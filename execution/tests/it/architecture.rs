@@ -2,10 +2,15 @@
 //! reads the resolved crate graph from `cargo metadata` and walks each core's normal (not dev,
 //! not build) dependencies transitively.
 //!
+//! `cargo metadata` unifies features across dev and normal dependencies; resolver 3 does not
+//! when it builds. So an optional dependency that only dev-dependencies switch on (proptest,
+//! through weft-execution's `fuzzing` feature, which the fuzz binaries ask for) is not part of
+//! a normal build, and the walk drops it (`dev_only_edge`).
+//!
 //! Decision (the text wins over STYLE 2): weft-execution owns the sled storage
 //! implementation, so sled is allowed for weft-execution only.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 use std::process::Command;
 
@@ -41,6 +46,8 @@ const RULES: &[Rule] = &[
             "weft-testnet",
         ],
         reaches: &["sled", "rayon", "ed25519-dalek"],
+        // proptest is also an optional dependency, behind `fuzzing`, which only
+        // dev-dependencies turn on: this control proves the walk leaves that out too.
         not_reached: &["proptest", "tempfile"],
     },
 ];
@@ -68,9 +75,13 @@ fn graph() -> BTreeMap<String, (String, Vec<String>)> {
         String::from_utf8_lossy(&output.stderr)
     );
     let metadata: Value = serde_json::from_slice(&output.stdout).expect("metadata is JSON");
-    let names: BTreeMap<&str, &str> = metadata["packages"]
-        .as_array()
-        .expect("packages")
+    let packages = metadata["packages"].as_array().expect("packages");
+    let dev_only = dev_only_features(packages);
+    let by_id: BTreeMap<&str, &Value> = packages
+        .iter()
+        .map(|package| (package["id"].as_str().expect("package id"), package))
+        .collect();
+    let names: BTreeMap<&str, &str> = packages
         .iter()
         .map(|package| {
             let id = package["id"].as_str().expect("package id");
@@ -94,11 +105,76 @@ fn graph() -> BTreeMap<String, (String, Vec<String>)> {
                         .iter()
                         .any(|kind| kind["kind"].is_null())
                 })
-                .map(|dep| dep["pkg"].as_str().expect("dep pkg").to_owned())
+                .map(|dep| dep["pkg"].as_str().expect("dep pkg"))
+                .filter(|dep| !dev_only_edge(by_id[id], names[dep], &dev_only))
+                .map(str::to_owned)
                 .collect();
             (id.to_owned(), (names[id].to_owned(), deps))
         })
         .collect()
+}
+
+/// (package, feature) pairs that some dev-dependency asks for and no normal dependency does,
+/// and that are not default features: a normal build never turns them on.
+fn dev_only_features(packages: &[Value]) -> BTreeSet<(String, String)> {
+    let mut normal = BTreeSet::new();
+    let mut dev = BTreeSet::new();
+    for dep in packages
+        .iter()
+        .flat_map(|package| package["dependencies"].as_array().expect("dependencies"))
+    {
+        let wanted = match dep["kind"].as_str() {
+            None => &mut normal,
+            Some("dev") => &mut dev,
+            Some(_) => continue,
+        };
+        let name = dep["name"].as_str().expect("dependency name");
+        for feature in dep["features"].as_array().expect("dependency features") {
+            let feature = feature.as_str().expect("feature name");
+            wanted.insert((name.to_owned(), feature.to_owned()));
+        }
+    }
+    let default_features = |name: &str| -> BTreeSet<String> {
+        packages
+            .iter()
+            .filter(|package| package["name"] == name)
+            .filter_map(|package| package["features"]["default"].as_array())
+            .flatten()
+            .filter_map(|feature| feature.as_str().map(str::to_owned))
+            .collect()
+    };
+    dev.difference(&normal)
+        .filter(|(name, feature)| !default_features(name).contains(feature))
+        .cloned()
+        .collect()
+}
+
+/// Whether `package`'s edge to `dep` exists only because of dev-only features: `dep` is an
+/// optional dependency of `package`, and every feature that names it is dev-only.
+fn dev_only_edge(package: &Value, dep: &str, dev_only: &BTreeSet<(String, String)>) -> bool {
+    let name = package["name"].as_str().expect("package name");
+    let optional = package["dependencies"]
+        .as_array()
+        .expect("dependencies")
+        .iter()
+        .any(|d| d["name"] == dep && d["kind"].is_null() && d["optional"] == true);
+    if !optional {
+        return false;
+    }
+    let names_dep = |entry: &Value| {
+        entry.as_str().is_some_and(|entry| {
+            entry == dep
+                || entry.strip_prefix("dep:") == Some(dep)
+                || entry
+                    .split_once('/')
+                    .is_some_and(|(head, _)| head.trim_end_matches('?') == dep)
+        })
+    };
+    let features = package["features"].as_object().expect("features");
+    features
+        .iter()
+        .filter(|(_, enables)| enables.as_array().is_some_and(|e| e.iter().any(names_dep)))
+        .all(|(feature, _)| dev_only.contains(&(name.to_owned(), feature.clone())))
 }
 
 /// Every crate `root` reaches through normal dependencies, by name, with the chain that

@@ -8,13 +8,15 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use weft_execution::access::{ACCESS_SETS_BYTES_MAX, BLOCK_TXS_MAX};
 use weft_execution::dag::DAG_BYTES_MAX;
-use weft_execution::tx::{TX_BYTES_MAX, WORK_ROUNDS_MAX, WORK_SLOTS_MAX};
+use weft_execution::fuzzing::{Mutation, leb128, mutate};
+use weft_execution::tx::{TX_BYTES_MAX, WORK_ROUNDS_MAX};
 use weft_execution::{
-    AccessMode, AccessSets, Account, Address, ChainId, ConflictDag, DagError, DecodeError, Name,
-    Payload, StateKey, StateValue, Transaction, WorkSlots,
+    AccessMode, AccessSets, Address, ChainId, ConflictDag, DagError, DecodeError, Name, Payload,
+    StateKey, StateValue, Transaction, WorkSlots,
 };
 
 use crate::largest_allocation;
+use crate::values::{address, forward_dag, leading_varint, transaction, value};
 
 /// The largest single allocation a decoder may make for `len` input bytes. The biggest thing a
 /// decoder stores per input byte is a `StateKey` (40 bytes) from a 3-byte name key, and a
@@ -129,75 +131,7 @@ impl Decoder {
     }
 }
 
-fn leading_varint(bytes: &[u8]) -> Option<u64> {
-    let mut value = 0u64;
-    for (index, byte) in bytes.iter().take(5).enumerate() {
-        value |= u64::from(byte & 0x7f) << (7 * index);
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
-fn varint(mut value: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
 // Strategies for valid values.
-
-fn name() -> impl Strategy<Value = Name> {
-    "[a-z0-9-]{1,32}".prop_map(|text| Name::new(&text).expect("the regex admits only names"))
-}
-
-fn address() -> impl Strategy<Value = Address> {
-    prop_oneof![
-        any::<[u8; 32]>().prop_map(Address),
-        (0u8..4).prop_map(|b| Address([b; 32])),
-    ]
-}
-
-fn payload() -> impl Strategy<Value = Payload> {
-    prop_oneof![
-        (address(), any::<u64>()).prop_map(|(to, amount)| Payload::Transfer { to, amount }),
-        name().prop_map(|name| Payload::RegisterName { name }),
-        (name(), any::<u64>()).prop_map(|(name, amount)| Payload::PayName { name, amount }),
-        (
-            prop::collection::vec(any::<u64>(), 1..=WORK_SLOTS_MAX),
-            0..=WORK_ROUNDS_MAX
-        )
-            .prop_map(|(slots, rounds)| Payload::Work {
-                slots: WorkSlots::new(slots).expect("1 to 8 slots"),
-                rounds,
-            }),
-    ]
-}
-
-fn transaction() -> impl Strategy<Value = Transaction> {
-    (
-        "[A-Za-z0-9._-]{1,50}",
-        address(),
-        any::<u64>(),
-        payload(),
-        prop::array::uniform::<_, 64>(any::<u8>()),
-    )
-        .prop_map(|(chain, sender, nonce, payload, signature)| Transaction {
-            chain_id: ChainId::new(&chain).expect("the regex admits only chain ids"),
-            sender,
-            nonce,
-            payload,
-            signature,
-        })
-}
 
 /// Keys from a small space, so that txs share them.
 fn key() -> impl Strategy<Value = StateKey> {
@@ -211,15 +145,6 @@ fn key() -> impl Strategy<Value = StateKey> {
     ]
 }
 
-fn value() -> impl Strategy<Value = StateValue> {
-    prop_oneof![
-        (any::<u64>(), any::<u64>())
-            .prop_map(|(balance, nonce)| StateValue::Account(Account { balance, nonce })),
-        address().prop_map(StateValue::NameOwner),
-        any::<[u8; 32]>().prop_map(StateValue::WorkDigest),
-    ]
-}
-
 fn access_sets() -> impl Strategy<Value = AccessSets> {
     let mode = prop_oneof![Just(AccessMode::Read), Just(AccessMode::Write)];
     prop::collection::vec(prop::collection::vec((key(), mode), 0..8), 0..24)
@@ -228,41 +153,15 @@ fn access_sets() -> impl Strategy<Value = AccessSets> {
 
 /// Valid DAGs: the canonical DAG of random access sets, or random forward edges.
 fn dag() -> impl Strategy<Value = ConflictDag> {
-    let random = prop::collection::vec(prop::collection::vec(any::<Index>(), 0..6), 0..40)
-        .prop_map(|lists| {
-            let preds: Vec<Vec<u32>> = lists
-                .iter()
-                .enumerate()
-                .map(|(tx, picks)| {
-                    let mut list: Vec<u32> = if tx == 0 {
-                        Vec::new()
-                    } else {
-                        picks.iter().map(|pick| pick.index(tx) as u32).collect()
-                    };
-                    list.sort_unstable();
-                    list.dedup();
-                    list
-                })
-                .collect();
-            ConflictDag::from_pred_lists_unchecked(&preds)
-        });
+    let random = forward_dag(0..6, 0..40);
     prop_oneof![
         access_sets().prop_map(|sets| ConflictDag::derive(&sets)),
         random
     ]
 }
 
-/// One change to a valid encoding.
-#[derive(Clone, Debug)]
-enum Mutation {
-    Flip(Index, u8),
-    Set(Index, u8),
-    Insert(Index, u8),
-    Delete(Index),
-    Truncate(Index),
-    Append(u8),
-}
-
+/// One change to a valid encoding: the shared engine's single-byte edits, extension by one
+/// byte, and no hostile fields.
 fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<Index>(), 1u8..=255).prop_map(|(at, mask)| Mutation::Flip(at, mask)),
@@ -274,26 +173,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (any::<Index>(), any::<u8>()).prop_map(|(at, byte)| Mutation::Insert(at, byte)),
         any::<Index>().prop_map(Mutation::Delete),
         any::<Index>().prop_map(Mutation::Truncate),
-        any::<u8>().prop_map(Mutation::Append),
+        any::<u8>().prop_map(|byte| Mutation::Extend(vec![byte])),
     ]
-}
-
-fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
-    for mutation in mutations {
-        let len = bytes.len();
-        match *mutation {
-            Mutation::Flip(at, mask) if len > 0 => bytes[at.index(len)] ^= mask,
-            Mutation::Set(at, byte) if len > 0 => bytes[at.index(len)] = byte,
-            Mutation::Insert(at, byte) => bytes.insert(at.index(len + 1), byte),
-            Mutation::Delete(at) if len > 0 => {
-                bytes.remove(at.index(len));
-            }
-            Mutation::Truncate(at) => bytes.truncate(at.index(len + 1)),
-            Mutation::Append(byte) => bytes.push(byte),
-            _ => {}
-        }
-    }
-    bytes
 }
 
 /// A valid value of some decoder's type, as (decoder, bytes, tx count).
@@ -336,7 +217,7 @@ proptest! {
         mutations in prop::collection::vec(mutation(), 1..4),
     ) {
         prop_assert_eq!(decoder.run(&bytes, txs), Verdict::Accepted, "the original is valid");
-        let mutated = mutate(bytes, &mutations);
+        let mutated = mutate(bytes, &mutations, &[]);
         for txs in [txs, txs + 1, txs.saturating_sub(1)] {
             decoder.run(&mutated, txs);
         }
@@ -406,8 +287,8 @@ fn concat(parts: &[&[u8]]) -> Vec<u8> {
 fn crafted_inputs_get_their_exact_verdict() {
     use Decoder::*;
     use Verdict::{Accepted, Rejected, RejectedDag};
-    let max = varint(u64::from(u32::MAX));
-    let block_max = varint(BLOCK_TXS_MAX as u64);
+    let max = leb128(u64::from(u32::MAX));
+    let block_max = leb128(BLOCK_TXS_MAX as u64);
     let tx = valid_tx().encode();
     let sets = AccessSets::from_per_tx(&[
         vec![(StateKey::WorkSlot(1), AccessMode::Write)],
@@ -851,20 +732,20 @@ fn crafted_inputs_get_their_exact_verdict() {
 /// allocation is bounded by a few KiB, not by the count.
 #[test]
 fn huge_counts_allocate_nothing_big() {
-    let max = varint(u64::from(u32::MAX));
+    let max = leb128(u64::from(u32::MAX));
     let cases: Vec<(&str, Decoder, Vec<u8>, usize)> = vec![
         ("keys", Decoder::Access, max.clone(), 0),
         (
             "txs",
             Decoder::Access,
-            concat(&[&[0], &varint(BLOCK_TXS_MAX as u64)]),
+            concat(&[&[0], &leb128(BLOCK_TXS_MAX as u64)]),
             BLOCK_TXS_MAX,
         ),
         ("accesses", Decoder::Access, concat(&[&[0, 1], &max]), 1),
         (
             "DAG txs",
             Decoder::Dag,
-            varint(BLOCK_TXS_MAX as u64),
+            leb128(BLOCK_TXS_MAX as u64),
             BLOCK_TXS_MAX,
         ),
         ("predecessors", Decoder::Dag, concat(&[&[1], &max]), 1),

@@ -9,21 +9,13 @@ use weft_execution::DecodeError;
 use weft_gossip::wire::SIGNERS_MAX;
 use weft_gossip::{FRAME_BYTES_MAX, Message, VoteBundle, WireError, frame_len};
 
-fn vote_type() -> impl Strategy<Value = VoteType> {
-    prop_oneof![Just(VoteType::Prevote), Just(VoteType::Precommit)]
-}
+#[path = "values.rs"]
+mod values;
 
-fn value() -> impl Strategy<Value = ValueId> {
-    any::<[u8; 32]>().prop_map(ValueId)
-}
+use values::{signers, value, vote_type};
 
-fn signers() -> impl Strategy<Value = Vec<(ValidatorId, Signature)>> {
-    prop::collection::btree_map(any::<[u8; 32]>(), any::<u8>(), 1..20).prop_map(|map| {
-        map.into_iter()
-            .map(|(id, fill)| (ValidatorId(id), Signature([fill; 64])))
-            .collect()
-    })
-}
+/// Bundles and certificates in these tests have 1 to 19 signers.
+const SIGNERS_TESTED_MAX: usize = 19;
 
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
@@ -74,7 +66,7 @@ fn message() -> impl Strategy<Value = Message> {
             any::<u64>(),
             any::<u32>(),
             prop::option::of(value()),
-            signers()
+            signers(SIGNERS_TESTED_MAX)
         )
             .prop_map(
                 |(vote_type, h, r, value, signers)| Message::Bundle(VoteBundle {
@@ -85,26 +77,32 @@ fn message() -> impl Strategy<Value = Message> {
                     signers,
                 })
             ),
-        (any::<u64>(), any::<u32>(), value(), signers()).prop_map(|(h, r, v, signers)| {
-            Message::Commit(CommitCertificate {
-                height: Height(h),
-                round: Round(r),
-                value: v,
-                precommits: signers
-                    .into_iter()
-                    .map(|(validator, signature)| Signed {
-                        message: Vote {
-                            vote_type: VoteType::Precommit,
-                            height: Height(h),
-                            round: Round(r),
-                            value: Some(v),
-                            validator,
-                        },
-                        signature,
-                    })
-                    .collect(),
-            })
-        }),
+        (
+            any::<u64>(),
+            any::<u32>(),
+            value(),
+            signers(SIGNERS_TESTED_MAX)
+        )
+            .prop_map(|(h, r, v, signers)| {
+                Message::Commit(CommitCertificate {
+                    height: Height(h),
+                    round: Round(r),
+                    value: v,
+                    precommits: signers
+                        .into_iter()
+                        .map(|(validator, signature)| Signed {
+                            message: Vote {
+                                vote_type: VoteType::Precommit,
+                                height: Height(h),
+                                round: Round(r),
+                                value: Some(v),
+                                validator,
+                            },
+                            signature,
+                        })
+                        .collect(),
+                })
+            }),
     ]
 }
 
