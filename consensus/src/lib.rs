@@ -12,6 +12,7 @@
 //! randomness it was not handed (the simulator draws from the seed it is given). It depends on
 //! no tokio, libp2p or sled.
 
+pub mod codec;
 pub mod keeper;
 pub mod machine;
 pub mod sim;

@@ -19,6 +19,14 @@ use crate::state::StateKey;
 pub const TX_ACCESSES_MAX: usize = 32;
 /// Most txs in one block.
 pub const BLOCK_TXS_MAX: usize = 65_536;
+/// Largest encoded block (header, txs, access sets, DAG, certificate, evidence): the one block
+/// cap. Genesis refuses a `block_max_bytes` above it, block decoding refuses a block past it,
+/// and the gossip frame cap is it plus a proposal's envelope.
+pub const BLOCK_BYTES_MAX: usize = (8 << 20) - (64 << 10);
+const _: () = assert!(
+    BLOCK_BYTES_MAX >= crate::tx::TX_BYTES_MAX,
+    "a block must hold a largest tx"
+);
 /// Largest encoded access-set section of a block.
 pub const ACCESS_SETS_BYTES_MAX: usize = 8 << 20;
 

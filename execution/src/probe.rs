@@ -11,9 +11,14 @@
 //! and measures a closure with [`measure`]. Accounting is per thread (the decoders run on
 //! the caller's thread), so tests in one binary may run side by side. Outside a measurement
 //! the probe only forwards to the system allocator.
+//!
+//! A global allocator is unsafe by definition: this module is one of the two places in the
+//! workspace allowed unsafe code (the lint is denied everywhere else).
+#![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The system allocator, counting what the current thread allocates while [`measure`] runs.
 pub struct AllocProbe;
@@ -25,7 +30,14 @@ thread_local! {
     static COUNT: Cell<usize> = const { Cell::new(0) };
 }
 
+/// The process-wide watermark ([`arm_everywhere`]): the largest allocation on any thread.
+static EVERYWHERE_ARMED: AtomicBool = AtomicBool::new(false);
+static EVERYWHERE_LARGEST: AtomicUsize = AtomicUsize::new(0);
+
 fn note(size: usize) {
+    if EVERYWHERE_ARMED.load(Ordering::Relaxed) {
+        EVERYWHERE_LARGEST.fetch_max(size, Ordering::Relaxed);
+    }
     // `try_with`: never touch a thread-local being torn down.
     if ARMED.try_with(Cell::get).unwrap_or(false) {
         let _ = TOTAL.try_with(|t| t.set(t.get().saturating_add(size)));
@@ -94,6 +106,20 @@ pub fn measure<R>(f: impl FnOnce() -> R) -> (R, Footprint) {
         allocations: COUNT.with(Cell::get),
     };
     (result, footprint)
+}
+
+/// Starts recording the largest single allocation made on any thread, for code that allocates
+/// on threads the test does not own (a network stack's tasks). Process-wide: a binary that
+/// uses it runs one such test at a time.
+pub fn arm_everywhere() {
+    EVERYWHERE_LARGEST.store(0, Ordering::SeqCst);
+    EVERYWHERE_ARMED.store(true, Ordering::SeqCst);
+}
+
+/// Stops recording, and returns the largest single allocation since [`arm_everywhere`].
+pub fn disarm_everywhere() -> usize {
+    EVERYWHERE_ARMED.store(false, Ordering::SeqCst);
+    EVERYWHERE_LARGEST.load(Ordering::SeqCst)
 }
 
 /// Whether this binary's global allocator is the probe (a one-byte allocation is seen).

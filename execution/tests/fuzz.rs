@@ -15,6 +15,9 @@
 //! for a long run (docs/fuzzing.md). `tests/corpus/<target>/` holds regression inputs, replayed
 //! by `the_corpus_replays_cleanly`.
 
+// A test unwraps: a panic is how it fails (production code may not; see Cargo.toml).
+#![allow(clippy::unwrap_used)]
+
 use std::fmt::Debug;
 use std::path::Path;
 

@@ -56,12 +56,28 @@ pub const ACCOUNTS_MAX: usize = 100_000;
 pub const VALIDATOR_NAME_BYTES_MAX: usize = 64;
 /// Longest timeout or delta; anything longer is a typo (seconds for milliseconds).
 pub const TIMEOUT_MS_MAX: u64 = 600_000;
-/// Largest block: the most txs a block may hold, each as large as a tx may be.
-pub const BLOCK_BYTES_MAX: u64 = (BLOCK_TXS_MAX * TX_BYTES_MAX) as u64;
+/// Largest `block_max_bytes`: the one block cap, which block decoding and the gossip frame cap
+/// derive from too. (It was once the most txs times the largest tx, 32 MiB, which no node
+/// could decode.)
+pub const BLOCK_BYTES_MAX: u64 = weft_execution::access::BLOCK_BYTES_MAX as u64;
+/// `block_max_bytes` when genesis does not say.
+pub const BLOCK_MAX_BYTES_DEFAULT: u64 = 4 << 20;
+const _: () = assert!(
+    TX_BYTES_MAX as u64 <= BLOCK_MAX_BYTES_DEFAULT && BLOCK_MAX_BYTES_DEFAULT <= BLOCK_BYTES_MAX,
+    "the default block cap must be a valid one"
+);
 /// Domain separation for [`Genesis::hash`]; bump the version if the encoding changes.
 pub const GENESIS_HASH_DOMAIN: &[u8] = b"weft/genesis/v1";
 
 const PUBLIC_KEY_HEX_CHARS: usize = 64;
+
+/// Whether a genesis must be ready to start a chain, or may still be being assembled.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Completeness {
+    /// Everything valid, but the validators may be missing.
+    Draft,
+    Complete,
+}
 
 /// A genesis file that could not be loaded or saved.
 #[derive(Debug, Error)]
@@ -99,7 +115,7 @@ pub enum GenesisProblem {
         min: u64,
         max: u64,
     },
-    #[error("there are no validators")]
+    #[error("there are no validators (add them with `weft genesis add-validator`)")]
     NoValidators,
     #[error("{count} validators, over the limit of {VALIDATORS_MAX}")]
     TooManyValidators { count: usize },
@@ -115,8 +131,10 @@ pub enum GenesisProblem {
     DuplicateValidatorKey { first: String, second: String },
     #[error("validator {name:?} has zero power")]
     ZeroPower { name: String },
-    #[error("total voting power exceeds {TOTAL_VOTING_POWER_MAX}")]
-    TotalPowerTooLarge,
+    #[error(
+        "validator {name:?}: its power takes the total voting power over {TOTAL_VOTING_POWER_MAX}"
+    )]
+    TotalPowerTooLarge { name: String },
     #[error("account {index}: address {defect}")]
     MalformedAddress { index: usize, defect: KeyDefect },
     #[error("account address {address} appears twice")]
@@ -166,7 +184,7 @@ impl Default for ConsensusParams {
             timeout_precommit_delta_ms: 500,
             timeout_commit_ms: 1_000,
             block_max_txs: 10_000,
-            block_max_bytes: 4 << 20,
+            block_max_bytes: BLOCK_MAX_BYTES_DEFAULT,
         }
     }
 }
@@ -333,6 +351,15 @@ impl Genesis {
     /// Reads and validates a genesis file, refusing one over [`GENESIS_FILE_BYTES_MAX`] before
     /// reading it.
     pub fn load(path: &Path) -> Result<Genesis, GenesisError> {
+        Self::load_checked(path, Completeness::Complete)
+    }
+
+    /// [`Genesis::load`] for a genesis being assembled, which may have no validators yet.
+    pub fn load_draft(path: &Path) -> Result<Genesis, GenesisError> {
+        Self::load_checked(path, Completeness::Draft)
+    }
+
+    fn load_checked(path: &Path, completeness: Completeness) -> Result<Genesis, GenesisError> {
         let file = fs::File::open(path).map_err(|e| fail(path, e))?;
         let len = file.metadata().map_err(|e| fail(path, e))?.len();
         if len > GENESIS_FILE_BYTES_MAX {
@@ -347,22 +374,25 @@ impl Genesis {
             let len = bytes.len() as u64;
             return Err(fail(path, GenesisProblem::TooLarge { len }));
         }
-        Self::from_json_bytes(&bytes).map_err(|problem| fail(path, problem))
+        Self::from_json_bytes(&bytes, completeness).map_err(|problem| fail(path, problem))
     }
 
     /// Parses and validates a genesis held in memory.
     pub fn from_json(text: &str) -> Result<Genesis, GenesisProblem> {
-        Self::from_json_bytes(text.as_bytes())
+        Self::from_json_bytes(text.as_bytes(), Completeness::Complete)
     }
 
-    fn from_json_bytes(bytes: &[u8]) -> Result<Genesis, GenesisProblem> {
+    fn from_json_bytes(
+        bytes: &[u8],
+        completeness: Completeness,
+    ) -> Result<Genesis, GenesisProblem> {
         if bytes.len() as u64 > GENESIS_FILE_BYTES_MAX {
             let len = bytes.len() as u64;
             return Err(GenesisProblem::TooLarge { len });
         }
         let genesis: Genesis =
             serde_json::from_slice(bytes).map_err(|e| GenesisProblem::Json(e.to_string()))?;
-        genesis.validate()?;
+        genesis.check(completeness)?;
         Ok(genesis)
     }
 
@@ -373,7 +403,17 @@ impl Genesis {
     /// Validates, then writes the file durably: a temporary file beside it, fsynced, renamed
     /// over `path`, and the directory fsynced. Overwrites an existing file.
     pub fn save(&self, path: &Path) -> Result<(), GenesisError> {
-        self.validate().map_err(|problem| fail(path, problem))?;
+        self.save_checked(path, Completeness::Complete)
+    }
+
+    /// [`Genesis::save`] for a genesis being assembled, which may have no validators yet.
+    pub fn save_draft(&self, path: &Path) -> Result<(), GenesisError> {
+        self.save_checked(path, Completeness::Draft)
+    }
+
+    fn save_checked(&self, path: &Path, completeness: Completeness) -> Result<(), GenesisError> {
+        self.check(completeness)
+            .map_err(|problem| fail(path, problem))?;
         let mut text = self.to_json_pretty();
         text.push('\n');
         let file_name = path
@@ -403,6 +443,16 @@ impl Genesis {
 
     /// Checks every field; the first problem found is returned.
     pub fn validate(&self) -> Result<(), GenesisProblem> {
+        self.check(Completeness::Complete)
+    }
+
+    /// Checks every field of a genesis being assembled: as [`Genesis::validate`], except that
+    /// it may have no validators yet.
+    pub fn validate_draft(&self) -> Result<(), GenesisProblem> {
+        self.check(Completeness::Draft)
+    }
+
+    fn check(&self, completeness: Completeness) -> Result<(), GenesisProblem> {
         ChainId::new(&self.chain_id).map_err(|error| GenesisProblem::ChainId {
             id: self.chain_id.clone(),
             error,
@@ -415,8 +465,84 @@ impl Genesis {
             return Err(GenesisProblem::InitialHeightZero);
         }
         self.consensus.validate()?;
-        validate_validators(&self.validators)?;
+        validate_validators(&self.validators, completeness)?;
         validate_accounts(&self.accounts)
+    }
+
+    /// A genesis to assemble: no validators and no accounts yet, starting at `initial_height`.
+    pub fn draft(
+        chain_id: &str,
+        genesis_time_ms: u64,
+        initial_height: u64,
+        consensus: ConsensusParams,
+    ) -> Result<Genesis, GenesisProblem> {
+        let genesis = Genesis {
+            chain_id: chain_id.to_owned(),
+            genesis_time: format_rfc3339_ms(genesis_time_ms),
+            initial_height,
+            consensus,
+            validators: Vec::new(),
+            accounts: Vec::new(),
+        };
+        genesis.validate_draft()?;
+        Ok(genesis)
+    }
+
+    /// Adds a validator, refusing (and leaving the genesis as it was) a malformed key, a name or
+    /// key already present, a zero power, or a power that takes the total over the limit.
+    pub fn add_validator(
+        &mut self,
+        name: &str,
+        pub_key_hex: &str,
+        power: u64,
+    ) -> Result<(), GenesisProblem> {
+        self.validators.push(GenesisValidator {
+            name: name.to_owned(),
+            pub_key: pub_key_hex.to_ascii_lowercase(),
+            power,
+        });
+        let checked = validate_validators(&self.validators, Completeness::Draft);
+        if checked.is_err() {
+            self.validators.pop();
+        }
+        checked
+    }
+
+    /// Adds a funded account, refusing (and leaving the genesis as it was) a malformed or
+    /// repeated address, or a balance that takes the total supply over `u64::MAX`.
+    pub fn add_account(&mut self, address_hex: &str, balance: u64) -> Result<(), GenesisProblem> {
+        self.add_accounts([(address_hex.to_owned(), balance)])
+    }
+
+    /// [`Genesis::add_account`] for many at once, checked once: all are added, or none.
+    pub fn add_accounts(
+        &mut self,
+        accounts: impl IntoIterator<Item = (String, u64)>,
+    ) -> Result<(), GenesisProblem> {
+        let before = self.accounts.len();
+        self.accounts.extend(
+            accounts
+                .into_iter()
+                .map(|(address, balance)| GenesisAccount {
+                    address: address.to_ascii_lowercase(),
+                    balance,
+                }),
+        );
+        let checked = validate_accounts(&self.accounts);
+        if checked.is_err() {
+            self.accounts.truncate(before);
+        }
+        checked
+    }
+
+    /// The sum of the validators' powers (of a validated genesis, so it cannot overflow).
+    pub fn total_power(&self) -> u64 {
+        self.validators.iter().map(|v| v.power).sum()
+    }
+
+    /// The sum of the initial balances (of a validated genesis, so it cannot overflow).
+    pub fn total_balance(&self) -> u64 {
+        self.accounts.iter().map(|a| a.balance).sum()
     }
 
     /// blake3 over the canonical encoding, all integers little-endian, strings as a u64 length
@@ -521,8 +647,11 @@ fn put_bytes(hasher: &mut blake3::Hasher, bytes: &[u8]) {
     hasher.update(bytes);
 }
 
-fn validate_validators(validators: &[GenesisValidator]) -> Result<(), GenesisProblem> {
-    if validators.is_empty() {
+fn validate_validators(
+    validators: &[GenesisValidator],
+    completeness: Completeness,
+) -> Result<(), GenesisProblem> {
+    if validators.is_empty() && completeness == Completeness::Complete {
         return Err(GenesisProblem::NoValidators);
     }
     if validators.len() > VALIDATORS_MAX {
@@ -558,7 +687,7 @@ fn validate_validators(validators: &[GenesisValidator]) -> Result<(), GenesisPro
         total = total
             .checked_add(validator.power)
             .filter(|total| *total <= TOTAL_VOTING_POWER_MAX)
-            .ok_or(GenesisProblem::TotalPowerTooLarge)?;
+            .ok_or_else(|| GenesisProblem::TotalPowerTooLarge { name: name.clone() })?;
     }
     Ok(())
 }

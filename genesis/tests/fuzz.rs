@@ -17,6 +17,9 @@
 //! `tests/corpus/{genesis,key_file}/` hold regression files, replayed by
 //! `the_corpus_replays_cleanly`.
 
+// A test unwraps: a panic is how it fails (production code may not; see Cargo.toml).
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -26,7 +29,7 @@ use proptest::sample::Index;
 use serde_json::Value;
 use weft_execution::fuzzing::{Mutation, config, corpus_files, mutate};
 use weft_execution::probe::{self, AllocProbe};
-use weft_genesis::genesis::TIMEOUT_MS_MAX;
+use weft_genesis::genesis::{BLOCK_BYTES_MAX, TIMEOUT_MS_MAX};
 use weft_genesis::keys::KEY_FILE_BYTES_MAX;
 use weft_genesis::{
     ConsensusParams, Genesis, GenesisProblem, KeyProblem, SecretKey, read_key_file, write_key_file,
@@ -164,7 +167,7 @@ fn consensus_params() -> impl Strategy<Value = ConsensusParams> {
     (
         (base.clone(), delta.clone(), base.clone(), delta.clone()),
         (base, delta.clone(), delta),
-        (1u64..=65_536, 512u64..=65_536 * 512),
+        (1u64..=65_536, 512u64..=BLOCK_BYTES_MAX),
     )
         .prop_map(
             |(

@@ -2,6 +2,9 @@
 //! (each asserting the variant and that the message names the file), the size cap, and the
 //! conversions into consensus and execution types.
 
+// A test unwraps: a panic is how it fails (production code may not; see Cargo.toml).
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::fs;
 
@@ -329,7 +332,7 @@ fn total_power_over_the_cap_or_overflowing_is_refused() {
     check_refused(
         "power_over_cap.json",
         |g| g["validators"][0]["power"] = json!(cap),
-        |p| matches!(p, GenesisProblem::TotalPowerTooLarge),
+        |p| matches!(p, GenesisProblem::TotalPowerTooLarge { .. }),
     );
     check_refused(
         "power_overflow.json",
@@ -337,7 +340,7 @@ fn total_power_over_the_cap_or_overflowing_is_refused() {
             g["validators"][0]["power"] = json!(u64::MAX);
             g["validators"][1]["power"] = json!(u64::MAX);
         },
-        |p| matches!(p, GenesisProblem::TotalPowerTooLarge),
+        |p| matches!(p, GenesisProblem::TotalPowerTooLarge { .. }),
     );
 }
 
@@ -482,6 +485,8 @@ fn block_limits_out_of_range_are_refused() {
         ("txs_high.json", "block_max_txs", 65_537),
         ("bytes_low.json", "block_max_bytes", 511),
         ("bytes_high.json", "block_max_bytes", BLOCK_BYTES_MAX + 1),
+        // Once accepted (the cap was 32 MiB), then refused by every node's block decoder.
+        ("bytes_undecodable.json", "block_max_bytes", 8 << 20),
     ];
     for (file_name, field, value) in cases {
         check_refused(
@@ -762,4 +767,124 @@ fn from_json_checks_the_cap_too() {
         Genesis::from_json(&text),
         Err(GenesisProblem::TooLarge { .. })
     ));
+}
+
+/// A genesis assembled the way a coordinator does (a draft, then one validator or account at a
+/// time, saved and reloaded between steps) equals the one built in one go, hash included.
+#[test]
+fn a_genesis_assembled_step_by_step_equals_one_built_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("genesis.json");
+    let expected = sample();
+    let draft = Genesis::draft(
+        &expected.chain_id,
+        GENESIS_TIME_MS,
+        1,
+        ConsensusParams::default(),
+    )
+    .unwrap();
+    assert!(matches!(
+        draft.validate(),
+        Err(GenesisProblem::NoValidators)
+    ));
+    draft.save_draft(&path).unwrap();
+    let refused = Genesis::load(&path).unwrap_err().to_string();
+    assert!(refused.contains("no validators"), "{refused}");
+    // Added in reverse, with upper-case hex: neither order nor case counts.
+    for v in expected.validators.iter().rev() {
+        let mut genesis = Genesis::load_draft(&path).unwrap();
+        genesis
+            .add_validator(&v.name, &v.pub_key.to_ascii_uppercase(), v.power)
+            .unwrap();
+        genesis.save_draft(&path).unwrap();
+    }
+    for a in expected.accounts.iter().rev() {
+        let mut genesis = Genesis::load_draft(&path).unwrap();
+        genesis.add_account(&a.address, a.balance).unwrap();
+        genesis.save_draft(&path).unwrap();
+    }
+    let assembled = Genesis::load(&path).unwrap();
+    assert_eq!(assembled.hash(), expected.hash());
+    assert_eq!(assembled.total_power(), 10 + 11 + 12 + 13);
+    assert_eq!(assembled.total_balance(), 6_000_000);
+}
+
+/// Each refusal names the problem and leaves the genesis exactly as it was.
+#[test]
+fn a_refused_addition_names_the_problem_and_changes_nothing() {
+    let base = sample();
+    let existing = base.validators[0].clone();
+    let fresh = hex::encode(key(77));
+    let cap = (i64::MAX / 8) as u64;
+    type Check = fn(&GenesisProblem) -> bool;
+    let validator_cases: Vec<(&str, String, u64, Check)> = vec![
+        ("short", "abcd".into(), 1, |p| {
+            matches!(
+                p,
+                GenesisProblem::MalformedValidatorKey {
+                    defect: KeyDefect::WrongLength { chars: 4 },
+                    ..
+                }
+            )
+        }),
+        ("not-hex", "zz".repeat(32), 1, |p| {
+            matches!(
+                p,
+                GenesisProblem::MalformedValidatorKey {
+                    defect: KeyDefect::BadHex,
+                    ..
+                }
+            )
+        }),
+        ("off-curve", hex::encode(not_a_point()), 1, |p| {
+            matches!(
+                p,
+                GenesisProblem::MalformedValidatorKey {
+                    defect: KeyDefect::NotAPoint,
+                    ..
+                }
+            )
+        }),
+        ("twin", existing.pub_key.clone(), 1, |p| {
+            matches!(p, GenesisProblem::DuplicateValidatorKey { .. })
+        }),
+        (&existing.name, fresh.clone(), 1, |p| {
+            matches!(p, GenesisProblem::DuplicateValidatorName { .. })
+        }),
+        ("zero", fresh.clone(), 0, |p| {
+            matches!(p, GenesisProblem::ZeroPower { .. })
+        }),
+        (
+            "heavy",
+            fresh.clone(),
+            cap,
+            |p| matches!(p, GenesisProblem::TotalPowerTooLarge { name } if name == "heavy"),
+        ),
+        ("overflow", fresh.clone(), u64::MAX, |p| {
+            matches!(p, GenesisProblem::TotalPowerTooLarge { .. })
+        }),
+    ];
+    for (name, pub_key, power, expected) in validator_cases {
+        let mut genesis = base.clone();
+        let problem = genesis.add_validator(name, &pub_key, power).unwrap_err();
+        assert!(expected(&problem), "{name}: {problem}");
+        assert_eq!(genesis, base, "{name} changed the genesis");
+    }
+    let account_cases: Vec<(String, u64, Check)> = vec![
+        ("00".into(), 1, |p| {
+            matches!(p, GenesisProblem::MalformedAddress { .. })
+        }),
+        (base.accounts[0].address.clone(), 1, |p| {
+            matches!(p, GenesisProblem::DuplicateAddress { .. })
+        }),
+        (fresh.clone(), u64::MAX, |p| {
+            matches!(p, GenesisProblem::TotalBalanceTooLarge)
+        }),
+    ];
+    for (address, balance, expected) in account_cases {
+        let mut genesis = base.clone();
+        let problem = genesis.add_account(&address, balance).unwrap_err();
+        assert!(expected(&problem), "{address}: {problem}");
+        assert_eq!(genesis, base, "{address} changed the genesis");
+    }
 }

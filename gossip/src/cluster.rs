@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use futures::{AsyncWriteExt, StreamExt};
-use libp2p::{Multiaddr, PeerId, Stream, noise, tcp, yamux};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{Multiaddr, PeerId, Stream, identify, noise, tcp, yamux};
 
 use ed25519_dalek::SigningKey;
 use libp2p::identity::Keypair;
@@ -15,7 +16,7 @@ use weft_consensus::{
 };
 
 use crate::net::{
-    CONSENSUS_PROTOCOL, GossipConfig, GossipEvent, GossipHandle, Hooks, NetError, spawn,
+    CONSENSUS_PROTOCOL, GossipConfig, GossipEvent, GossipHandle, Hooks, NetError, NetworkId, spawn,
 };
 use crate::overlay::Overlay;
 use crate::semantic::GossipMode;
@@ -204,6 +205,14 @@ pub enum Inbound {
 /// Inbound streams a holding [`RawPeer`] keeps open at once (test peers only).
 const HELD_STREAMS_MAX: usize = 64;
 
+/// A raw peer's behaviours: identify (to state a network, as a node must before it is heard)
+/// and the consensus streams.
+#[derive(NetworkBehaviour)]
+struct RawBehaviour {
+    identify: identify::Behaviour,
+    streams: libp2p_stream::Behaviour,
+}
+
 /// A bare libp2p peer that speaks Weft's consensus protocol by hand. Its swarm runs until it
 /// is dropped.
 pub struct RawPeer {
@@ -215,21 +224,27 @@ pub struct RawPeer {
 }
 
 impl RawPeer {
-    /// Dials `target` (an address ending in `/p2p/<peer id>`) and opens a consensus stream;
-    /// refuses the node's streams.
-    pub async fn connect(target: &Multiaddr) -> Result<RawPeer, NetError> {
-        Self::connect_with(target, Inbound::Refuse).await
+    /// Dials `target` (an address ending in `/p2p/<peer id>`), states that it belongs to
+    /// `network`, and opens a consensus stream; refuses the node's streams. The node reads the
+    /// stream once the statement has arrived and matched its own network.
+    pub async fn connect(target: &Multiaddr, network: &NetworkId) -> Result<RawPeer, NetError> {
+        Self::connect_with(target, network, Inbound::Refuse).await
     }
 
     /// [`RawPeer::connect`], treating the node's streams to it as `inbound` says.
-    pub async fn connect_with(target: &Multiaddr, inbound: Inbound) -> Result<RawPeer, NetError> {
-        Self::connect_as(Keypair::generate_ed25519(), target, inbound).await
+    pub async fn connect_with(
+        target: &Multiaddr,
+        network: &NetworkId,
+        inbound: Inbound,
+    ) -> Result<RawPeer, NetError> {
+        Self::connect_as(Keypair::generate_ed25519(), target, network, inbound).await
     }
 
     /// [`RawPeer::connect_with`] under a given identity (to come back as the same peer).
     pub async fn connect_as(
         keypair: Keypair,
         target: &Multiaddr,
+        network: &NetworkId,
         inbound: Inbound,
     ) -> Result<RawPeer, NetError> {
         let Some(libp2p::multiaddr::Protocol::P2p(target_id)) = target.iter().last() else {
@@ -244,12 +259,18 @@ impl RawPeer {
                 yamux::Config::default,
             )
             .map_err(|e| setup(&e))?
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .with_behaviour(|key| RawBehaviour {
+                identify: identify::Behaviour::new(identify::Config::new(
+                    network.protocol_version(),
+                    key.public(),
+                )),
+                streams: libp2p_stream::Behaviour::new(),
+            })
             .map_err(|e| setup(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
             .build();
         let peer_id = *swarm.local_peer_id();
-        let mut control = swarm.behaviour().new_control();
+        let mut control = swarm.behaviour().streams.new_control();
         let mut tasks = Vec::new();
         if inbound != Inbound::Refuse {
             let incoming = control.accept(CONSENSUS_PROTOCOL).map_err(|e| setup(&e))?;
@@ -272,6 +293,18 @@ impl RawPeer {
             control,
             tasks,
         })
+    }
+
+    /// Accepts the node's block-sync requests and never answers them: a peer gone silent with
+    /// its connection open, or one that lies about its height to stall the node's sync.
+    pub fn hold_sync_requests(&mut self) -> Result<(), NetError> {
+        let incoming = self
+            .control
+            .accept(crate::net::sync::SYNC_PROTOCOL)
+            .map_err(|e| NetError::Setup(e.to_string()))?;
+        self.tasks
+            .push(tokio::spawn(take_inbound(incoming, Inbound::Hold)));
+        Ok(())
     }
 
     /// Opens one more consensus stream to the node.

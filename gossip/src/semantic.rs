@@ -272,7 +272,35 @@ impl Router {
 
     /// A peer advertised its consensus position.
     pub fn on_status(&mut self, peer: usize, height: Height, round: Round) {
+        let before = self.peers[peer].position.0;
         self.peers[peer].position = self.peers[peer].position.max((height, round));
+        // A peer that jumps past the window its last height gave it (it came back from block
+        // sync) dropped what we sent it for the heights beyond that window, and those may be
+        // the votes of the round its validators are waiting in: send it again what we hold of
+        // its new height. Rare (a sync of more than the window), and bounded by what is held.
+        if height.0 > before.0.saturating_add(FUTURE_HEIGHTS_MAX) {
+            // What we sent it of that height is not what it holds: forget it, so the drain's
+            // rules (known votes, quorums sent once) let the copies through.
+            let state = &mut self.peers[peer];
+            state.known.retain(|k| k.0 != height);
+            state.quorums_sent.retain(|t| t.0 != height);
+            let held: Vec<Message> = self
+                .held_proposals
+                .get(&height)
+                .into_iter()
+                .flatten()
+                .cloned()
+                .chain(
+                    self.votes
+                        .range((height, Round(0), VoteType::Prevote, None)..)
+                        .take_while(|(topic, _)| topic.0 == height)
+                        .flat_map(|(_, votes)| votes.values().map(|v| Message::Vote(*v))),
+                )
+                .collect();
+            for message in held {
+                self.push(peer, message);
+            }
+        }
     }
 
     /// A message this node created: relay it to every peer.

@@ -4,30 +4,43 @@
 //! the length is checked before a byte of the payload is read. A payload is one [`Message`] in
 //! the canonical codec of `weft_execution::codec`: fixed-width integers, minimal varints, no
 //! trailing bytes, and lists strictly ascending where order is free, so every message has one
-//! encoding.
+//! encoding. Votes and proposals are written by `weft_consensus::codec`, the one encoding of
+//! each that the WAL and the double-sign guard use too.
 //!
 //! Signatures are carried, not checked: receivers batch-verify them before any semantic use.
 
 use std::sync::Arc;
 
 use thiserror::Error;
+use weft_consensus::codec;
 use weft_consensus::{
-    CommitCertificate, Height, Proposal, Round, Signature, Signed, SignedProposal, SignedVote,
-    ValidatorId, ValueId, Vote, VoteType,
+    CommitCertificate, Height, Round, Signature, Signed, SignedProposal, SignedVote, ValidatorId,
+    ValueId, Vote, VoteType,
 };
 use weft_execution::codec::{
     DecodeError, Reader, bounded_capacity, check_cap, put_u32, put_u64, put_varint,
 };
 
-/// Largest frame payload: a proposal carries its block, so this is the block cap and a margin.
-pub const FRAME_BYTES_MAX: usize = 8 << 20;
-/// Largest block a proposal may carry.
-pub const BLOCK_BYTES_MAX: usize = FRAME_BYTES_MAX - 64 * 1024;
+/// Largest block a proposal may carry: the one block cap, defined beside the tx caps.
+pub use weft_execution::access::BLOCK_BYTES_MAX;
+/// Most bytes a proposal frame adds around its block (tag, ids, signature, lengths).
+pub const PROPOSAL_ENVELOPE_BYTES_MAX: usize = 64 << 10;
+/// Largest frame payload: a proposal carries its block, so this is the block cap and the
+/// envelope.
+pub const FRAME_BYTES_MAX: usize = BLOCK_BYTES_MAX + PROPOSAL_ENVELOPE_BYTES_MAX;
+const _: () = assert!(
+    FRAME_BYTES_MAX <= u32::MAX as usize,
+    "a frame's length prefix is 4 bytes"
+);
 /// Most signers in one bundle or certificate: more than any validator set Weft runs.
 pub const SIGNERS_MAX: u32 = 10_000;
 
 /// Bytes of one (validator, signature) pair.
-const SIGNER_BYTES: usize = 32 + 64;
+pub const SIGNER_BYTES: usize = 32 + 64;
+const _: () = assert!(
+    weft_genesis::genesis::VALIDATORS_MAX <= SIGNERS_MAX as usize,
+    "every validator set genesis accepts must fit a commit certificate"
+);
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum WireError {
@@ -133,25 +146,17 @@ impl Message {
             }
             Message::Proposal { proposal, block } => {
                 out.push(1);
-                encode_proposal(&mut out, proposal);
+                codec::put_signed_proposal(&mut out, proposal);
                 put_varint(&mut out, block.len() as u32);
                 out.extend_from_slice(block);
             }
             Message::Vote(vote) => {
                 out.push(2);
-                encode_vote_head(
-                    &mut out,
-                    vote.message.vote_type,
-                    vote.message.height,
-                    vote.message.round,
-                    vote.message.value,
-                );
-                out.extend_from_slice(&vote.message.validator.0);
-                out.extend_from_slice(&vote.signature.0);
+                codec::put_signed_vote(&mut out, vote);
             }
             Message::Bundle(bundle) => {
                 out.push(3);
-                encode_vote_head(
+                codec::put_vote_head(
                     &mut out,
                     bundle.vote_type,
                     bundle.height,
@@ -185,28 +190,14 @@ impl Message {
                 round: Round(reader.u32("round")?),
             },
             1 => {
-                let proposal = decode_proposal(&mut reader)?;
+                let proposal = codec::read_signed_proposal(&mut reader)?;
                 let len = reader.varint_max("block bytes", BLOCK_BYTES_MAX as u32)?;
                 let block = Arc::from(reader.take(len as usize, "block")?);
                 Message::Proposal { proposal, block }
             }
-            2 => {
-                let (vote_type, height, round, value) = decode_vote_head(&mut reader)?;
-                let validator = ValidatorId(reader.array("validator")?);
-                let signature = Signature(reader.array("signature")?);
-                Message::Vote(Signed {
-                    message: Vote {
-                        vote_type,
-                        height,
-                        round,
-                        value,
-                        validator,
-                    },
-                    signature,
-                })
-            }
+            2 => Message::Vote(codec::read_signed_vote(&mut reader)?),
             3 => {
-                let (vote_type, height, round, value) = decode_vote_head(&mut reader)?;
+                let (vote_type, height, round, value) = codec::read_vote_head(&mut reader)?;
                 let signers = decode_signers(&mut reader)?;
                 Message::Bundle(VoteBundle {
                     vote_type,
@@ -249,58 +240,6 @@ pub fn frame_len(header: [u8; 4]) -> Result<usize, WireError> {
     Ok(len)
 }
 
-fn encode_vote_head(
-    out: &mut Vec<u8>,
-    vote_type: VoteType,
-    height: Height,
-    round: Round,
-    value: Option<ValueId>,
-) {
-    out.push(match vote_type {
-        VoteType::Prevote => 0,
-        VoteType::Precommit => 1,
-    });
-    put_u64(out, height.0);
-    put_u32(out, round.0);
-    match value {
-        None => out.push(0),
-        Some(value) => {
-            out.push(1);
-            out.extend_from_slice(&value.0);
-        }
-    }
-}
-
-fn decode_vote_head(
-    reader: &mut Reader<'_>,
-) -> Result<(VoteType, Height, Round, Option<ValueId>), DecodeError> {
-    let vote_type = match reader.u8("vote type")? {
-        0 => VoteType::Prevote,
-        1 => VoteType::Precommit,
-        tag => {
-            return Err(DecodeError::UnknownTag {
-                what: "vote type",
-                tag,
-            });
-        }
-    };
-    let height = Height(reader.u64("height")?);
-    let round = Round(reader.u32("round")?);
-    let value = decode_option_value(reader)?;
-    Ok((vote_type, height, round, value))
-}
-
-fn decode_option_value(reader: &mut Reader<'_>) -> Result<Option<ValueId>, DecodeError> {
-    match reader.u8("value flag")? {
-        0 => Ok(None),
-        1 => Ok(Some(ValueId(reader.array("value")?))),
-        tag => Err(DecodeError::UnknownTag {
-            what: "value flag",
-            tag,
-        }),
-    }
-}
-
 fn encode_signers(
     out: &mut Vec<u8>,
     signers: impl ExactSizeIterator<Item = (ValidatorId, Signature)>,
@@ -335,50 +274,6 @@ fn decode_signers(reader: &mut Reader<'_>) -> Result<Vec<(ValidatorId, Signature
         signers.push((validator, signature));
     }
     Ok(signers)
-}
-
-fn encode_proposal(out: &mut Vec<u8>, proposal: &SignedProposal) {
-    let p = proposal.message;
-    put_u64(out, p.height.0);
-    put_u32(out, p.round.0);
-    out.extend_from_slice(&p.value.0);
-    match p.pol_round {
-        None => out.push(0),
-        Some(round) => {
-            out.push(1);
-            put_u32(out, round.0);
-        }
-    }
-    out.extend_from_slice(&p.proposer.0);
-    out.extend_from_slice(&proposal.signature.0);
-}
-
-fn decode_proposal(reader: &mut Reader<'_>) -> Result<SignedProposal, DecodeError> {
-    let height = Height(reader.u64("height")?);
-    let round = Round(reader.u32("round")?);
-    let value = ValueId(reader.array("value")?);
-    let pol_round = match reader.u8("POL flag")? {
-        0 => None,
-        1 => Some(Round(reader.u32("POL round")?)),
-        tag => {
-            return Err(DecodeError::UnknownTag {
-                what: "POL flag",
-                tag,
-            });
-        }
-    };
-    let proposer = ValidatorId(reader.array("proposer")?);
-    let signature = Signature(reader.array("signature")?);
-    Ok(Signed {
-        message: Proposal {
-            height,
-            round,
-            value,
-            pol_round,
-            proposer,
-        },
-        signature,
-    })
 }
 
 fn decode_commit(reader: &mut Reader<'_>) -> Result<CommitCertificate, DecodeError> {

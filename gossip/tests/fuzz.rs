@@ -12,6 +12,9 @@
 //! and be canonical (accepted bytes re-encode to themselves; decode(encode(x)) == x).
 //! `WEFT_FUZZ_CASES=<n>` sets every harness's case count for a long run (docs/fuzzing.md).
 
+// A test unwraps: a panic is how it fails (production code may not; see Cargo.toml).
+#![allow(clippy::unwrap_used)]
+
 use std::fmt::Debug;
 use std::mem::size_of;
 use std::path::Path;

@@ -2,55 +2,19 @@
 //! connection and the node carry on; a second one gets the peer banned and disconnected. Its
 //! own test binary: the probe is a process-wide allocator, so no other test may run beside it.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+// A test unwraps: a panic is how it fails (production code may not; see Cargo.toml).
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use weft_consensus::{Height, Round, ValueId, VoteType};
+use weft_execution::probe::{AllocProbe, arm_everywhere, disarm_everywhere};
 use weft_gossip::cluster::{Cluster, RawPeer};
 use weft_gossip::score::{BAN_THRESHOLD, Offence};
 use weft_gossip::{FRAME_BYTES_MAX, GossipEvent, GossipMode, Message, generate};
 
-/// The system allocator, recording the largest single allocation while armed, on any thread.
-struct Probe;
-
-static ARMED: AtomicBool = AtomicBool::new(false);
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-
-fn note(size: usize) {
-    if ARMED.load(Ordering::Relaxed) {
-        LARGEST.fetch_max(size, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every call forwards to `System` unchanged; the extra work touches atomics only.
-unsafe impl GlobalAlloc for Probe {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: forwarded as received.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: forwarded as received.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded as received.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        // SAFETY: forwarded as received.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Probe = Probe;
+static ALLOCATOR: AllocProbe = AllocProbe;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_frame_is_skipped_without_allocating_and_the_node_carries_on() {
@@ -64,14 +28,15 @@ async fn an_oversized_frame_is_skipped_without_allocating_and_the_node_carries_o
         .unwrap();
     let mut events = cluster.take_events();
     let target = cluster.members[0].handle.clone();
-    let mut raw = RawPeer::connect(&target.listen_addrs()[0]).await.unwrap();
+    let mut raw = RawPeer::connect(&target.listen_addrs()[0], target.network())
+        .await
+        .unwrap();
 
     // A frame that announces 64 MiB and carries 8 MiB before the sender gives up on it is
     // the worst case: announced far past the cap, and more payload than the cap.
     let announced = 64usize << 20;
     let carried = 8usize << 20;
-    LARGEST.store(0, Ordering::SeqCst);
-    ARMED.store(true, Ordering::SeqCst);
+    arm_everywhere();
     raw.send(&(announced as u32).to_le_bytes()).await.unwrap();
     let chunk = vec![0x5Au8; 64 * 1024];
     for _ in 0..carried / chunk.len() {
@@ -110,12 +75,11 @@ async fn an_oversized_frame_is_skipped_without_allocating_and_the_node_carries_o
         }
     })
     .await;
-    ARMED.store(false, Ordering::SeqCst);
+    let largest = disarm_everywhere();
     assert!(
         delivered.is_ok(),
         "the vote after the oversized frame was not delivered"
     );
-    let largest = LARGEST.load(Ordering::SeqCst);
     assert!(
         largest < FRAME_BYTES_MAX,
         "largest allocation {largest} bytes while skipping a {announced}-byte frame"
@@ -132,8 +96,7 @@ async fn an_oversized_frame_is_skipped_without_allocating_and_the_node_carries_o
     // A second oversized frame reaches the ban threshold: the peer is banned and
     // disconnected, still without a large allocation.
     assert!(2 * Offence::OversizedFrame.penalty() >= BAN_THRESHOLD);
-    LARGEST.store(0, Ordering::SeqCst);
-    ARMED.store(true, Ordering::SeqCst);
+    arm_everywhere();
     raw.send(&(announced as u32).to_le_bytes()).await.unwrap();
     let until = Instant::now() + Duration::from_secs(30);
     while !target.is_banned(&raw.peer_id) || target.peers().iter().any(|p| p.peer == raw.peer_id) {
@@ -143,8 +106,7 @@ async fn an_oversized_frame_is_skipped_without_allocating_and_the_node_carries_o
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    ARMED.store(false, Ordering::SeqCst);
-    let largest = LARGEST.load(Ordering::SeqCst);
+    let largest = disarm_everywhere();
     assert!(
         largest < FRAME_BYTES_MAX,
         "largest allocation {largest} bytes while banning for a second oversized frame"

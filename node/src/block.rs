@@ -22,6 +22,10 @@ use weft_gossip::{BLOCK_BYTES_MAX, Message, WireError};
 
 /// Most evidence items one block carries.
 pub const EVIDENCE_PER_BLOCK_MAX: u32 = 64;
+const _: () = assert!(
+    weft_genesis::genesis::BLOCK_BYTES_MAX as usize == BLOCK_BYTES_MAX,
+    "genesis may allow no block size that decoding refuses"
+);
 
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Header {
@@ -62,6 +66,25 @@ pub enum BlockDecodeError {
 }
 
 impl Header {
+    /// A header for unit tests: chain `weft-test`, fixed placeholder hashes, the given height
+    /// and time.
+    #[cfg(test)]
+    pub(crate) fn for_tests(height: Height, time_ms: u64) -> Header {
+        Header {
+            chain_id: ChainId::new("weft-test").expect("a valid chain id"),
+            height,
+            time_ms,
+            prev_hash: [1; 32],
+            proposer: ValidatorId([2; 32]),
+            tx_root: [0; 32],
+            dag_root: [0; 32],
+            state_root: StateRoot([9; 32]),
+            last_commit_hash: [0; 32],
+            validators_hash: [8; 32],
+            evidence_hash: [0; 32],
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(512);
         let chain = self.chain_id.as_str().as_bytes();

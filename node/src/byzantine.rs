@@ -6,7 +6,7 @@
 use weft_execution::{AccessMode, AccessSets, ConflictDag};
 
 use crate::block::{Block, Body, SealedBlock};
-use crate::driver::Byzantine;
+use crate::engine::Byzantine;
 
 /// `block` with the lie `kind` told in it. A block too small to lie in is returned as it is.
 pub fn lie(block: SealedBlock, kind: Byzantine) -> SealedBlock {

@@ -28,7 +28,7 @@ use crate::block::{Block, Body, Header, SealedBlock, validators_hash};
 use crate::crashpoint;
 
 /// A proposal's time may run this far ahead of a validator's clock.
-pub const CLOCK_DRIFT_MAX_MS: u64 = 10_000;
+pub const CLOCK_DRIFT_MS_MAX: u64 = 10_000;
 /// Validated blocks kept for commit (a few per round, a few rounds).
 const VALIDATED_MAX: usize = 64;
 
@@ -389,7 +389,7 @@ impl Chain {
         if h.prev_hash != self.last.hash.0 {
             return Err(Invalid::PrevHash);
         }
-        if h.time_ms <= self.last.time_ms || h.time_ms > now_ms.saturating_add(CLOCK_DRIFT_MAX_MS) {
+        if h.time_ms <= self.last.time_ms || h.time_ms > now_ms.saturating_add(CLOCK_DRIFT_MS_MAX) {
             return Err(Invalid::Time {
                 got: h.time_ms,
                 after: self.last.time_ms,

@@ -34,9 +34,12 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct P2pConfig {
-    /// A libp2p multiaddr on loopback, e.g. `/ip4/127.0.0.1/tcp/26656`.
+    /// Where peers reach this node, a libp2p multiaddr: `/ip4/0.0.0.0/tcp/26656` (every
+    /// interface) for a node of a network across hosts, `/ip4/127.0.0.1/tcp/26656` for a local
+    /// one (the default).
     pub listen: String,
-    /// Peers to keep connected, each `/ip4/…/tcp/…/p2p/<peer id>`.
+    /// Peers to keep connected, each `/ip4/<address>/tcp/<port>/p2p/<peer id>` or
+    /// `/dns4/<host name>/tcp/<port>/p2p/<peer id>` (as `weft keys show --host` prints them).
     pub persistent_peers: Vec<String>,
     /// The overlay degree the testnet tool used for this node (informational).
     pub degree: usize,

@@ -1,4 +1,4 @@
-//! Test-only crash points: `WEFT_CRASH_AT=<write>:<n>[:<phase>]` makes the process exit at once,
+//! Test-only crash points (in a build with the `test-hooks` feature, see [`crate::test_hooks`]): `WEFT_CRASH_AT=<write>:<n>[:<phase>]` makes the process exit at once,
 //! with no cleanup, at the n-th durable write of one kind since it started.
 //!
 //! The writes: `wal-append` (a consensus WAL record), `guard-sync` (the last-signed record's
@@ -11,8 +11,9 @@
 //! Exiting through [`std::process::exit`] runs no destructor on any thread: no buffer is
 //! flushed, no file closed cleanly, no database flushed. What the page cache already holds
 //! survives, as it does when a process is killed; a power cut (losing unsynced pages) is
-//! modelled for the WAL only, by `unsynced`. Like the byzantine switch, this is read from the environment by `weft start` and
-//! is inert unless set.
+//! modelled for the WAL only, by `unsynced`. Like the byzantine switch, this is read from the
+//! environment by `weft start`, is inert unless set, and is not read at all by a build without
+//! test hooks.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,12 +119,13 @@ impl std::str::FromStr for CrashPoint {
 static ARMED: OnceLock<CrashPoint> = OnceLock::new();
 static COUNT: AtomicU64 = AtomicU64::new(0);
 
-/// Reads `WEFT_CRASH_AT`; an unknown value is an error naming it.
+/// Reads `WEFT_CRASH_AT` (in a build with test hooks only); an unknown value is an error
+/// naming it.
 pub fn arm_from_env() -> Result<Option<CrashPoint>, String> {
-    match std::env::var("WEFT_CRASH_AT") {
-        Err(_) => Ok(None),
-        Ok(text) => {
-            let point: CrashPoint = text.parse()?;
+    match crate::test_hooks::var("WEFT_CRASH_AT") {
+        None => Ok(None),
+        Some(text) => {
+            let point: CrashPoint = text.to_string_lossy().parse()?;
             let _ = ARMED.set(point);
             tracing::warn!(%point, "crash point armed (WEFT_CRASH_AT): this process will exit there");
             Ok(Some(point))
@@ -199,7 +201,7 @@ impl Reached {
 pub fn audit_signature(line: impl FnOnce() -> String) {
     static AUDIT: OnceLock<Option<parking_lot::Mutex<std::fs::File>>> = OnceLock::new();
     let file = AUDIT.get_or_init(|| {
-        let path = std::env::var_os("WEFT_SIGN_AUDIT")?;
+        let path = crate::test_hooks::var("WEFT_SIGN_AUDIT")?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

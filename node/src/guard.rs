@@ -21,21 +21,17 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
-use weft_consensus::{
-    Height, LastSigned, Proposal, Round, Step, ValidatorId, ValueId, Vote, VoteType,
-};
-use weft_execution::codec::{DecodeError, Reader, put_u32, put_u64};
+use weft_consensus::codec;
+use weft_consensus::{Height, LastSigned, Proposal, Round, Step, Vote, VoteType};
+use weft_execution::codec::{DecodeError, Reader, put_u32};
 
 use crate::crashpoint;
-use crate::wal::{remove_if_present, sync_parent_dir, temporary_path};
+use crate::records::{checksum, remove_if_present, sync_parent_dir, temporary_path};
 
 /// The first bytes of a guard file.
 const MAGIC: &[u8; 8] = b"weftsign";
 /// Largest guard file: the largest record is under 100 bytes.
 pub const GUARD_BYTES_MAX: u64 = 256;
-
-const TAG_PROPOSAL: u8 = 0;
-const TAG_VOTE: u8 = 1;
 
 #[derive(Debug, Error)]
 pub enum GuardError {
@@ -70,11 +66,64 @@ pub enum Corruption {
     Undecodable(#[from] DecodeError),
 }
 
+/// The guard's rule without its file: the last signed record and the checks against it. The
+/// node core holds one and says when to persist; [`SignGuard`] holds one beside its file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuardState {
+    last: Option<LastSigned>,
+}
+
+impl GuardState {
+    pub fn new(last: Option<LastSigned>) -> GuardState {
+        GuardState { last }
+    }
+
+    /// The record signed last, if any.
+    pub fn last(&self) -> Option<&LastSigned> {
+        self.last.as_ref()
+    }
+
+    pub fn check_vote(&self, vote: &Vote) -> Result<(), GuardError> {
+        self.check(&LastSigned::Vote(*vote))
+    }
+
+    pub fn check_proposal(&self, proposal: &Proposal) -> Result<(), GuardError> {
+        self.check(&LastSigned::Proposal(*proposal))
+    }
+
+    /// Whether `requested` may be signed after the last record: a later position, or the
+    /// identical message.
+    pub fn check(&self, requested: &LastSigned) -> Result<(), GuardError> {
+        let Some(signed) = self.last else {
+            return Ok(());
+        };
+        let requested = *requested;
+        let refusal = || Box::new(Refusal { signed, requested });
+        match position(&requested).cmp(&position(&signed)) {
+            Ordering::Greater => Ok(()),
+            Ordering::Equal if requested == signed => Ok(()),
+            Ordering::Equal => Err(GuardError::Conflict(refusal())),
+            Ordering::Less => Err(GuardError::Regression(refusal())),
+        }
+    }
+
+    /// Moves the last record forward to `record`, refusing what [`GuardState::check`] refuses.
+    /// Returns whether it changed (the identical record does not).
+    pub fn advance(&mut self, record: &LastSigned) -> Result<bool, GuardError> {
+        self.check(record)?;
+        if self.last.as_ref() == Some(record) {
+            return Ok(false);
+        }
+        self.last = Some(*record);
+        Ok(true)
+    }
+}
+
 /// The persisted last-signed record and the checks against it.
 #[derive(Debug)]
 pub struct SignGuard {
     path: PathBuf,
-    last: Option<LastSigned>,
+    state: GuardState,
 }
 
 impl SignGuard {
@@ -98,25 +147,33 @@ impl SignGuard {
             }
             Err(ReadError::Io(source)) => return Err(GuardError::Io { path, source }),
         };
-        Ok(SignGuard { path, last })
+        Ok(SignGuard {
+            path,
+            state: GuardState::new(last),
+        })
     }
 
     /// The record persisted last, if any.
     pub fn last(&self) -> Option<&LastSigned> {
-        self.last.as_ref()
+        self.state.last()
+    }
+
+    /// The rule, for the node core to hold.
+    pub fn state(&self) -> &GuardState {
+        &self.state
     }
 
     /// Makes `record` the durable last-signed record. Refuses one the checks refuse, so the
     /// record only moves forward; the identical record is not written again.
     pub fn persist(&mut self, record: &LastSigned) -> Result<(), GuardError> {
-        self.check(record)?;
-        if self.last.as_ref() == Some(record) {
+        let mut next = self.state.clone();
+        if !next.advance(record)? {
             return Ok(());
         }
         let mut bytes = Vec::with_capacity(GUARD_BYTES_MAX as usize);
         bytes.extend_from_slice(MAGIC);
         let payload = encode(record);
-        put_u32(&mut bytes, crc32fast::hash(&payload));
+        put_u32(&mut bytes, checksum(&payload));
         bytes.extend_from_slice(&payload);
         let reached = crashpoint::begin(crashpoint::Write::GuardSync);
         write_atomically(&self.path, &bytes).map_err(|source| GuardError::Io {
@@ -124,30 +181,16 @@ impl SignGuard {
             source,
         })?;
         reached.end();
-        self.last = Some(*record);
+        self.state = next;
         Ok(())
     }
 
     pub fn check_vote(&self, vote: &Vote) -> Result<(), GuardError> {
-        self.check(&LastSigned::Vote(*vote))
+        self.state.check_vote(vote)
     }
 
     pub fn check_proposal(&self, proposal: &Proposal) -> Result<(), GuardError> {
-        self.check(&LastSigned::Proposal(*proposal))
-    }
-
-    fn check(&self, requested: &LastSigned) -> Result<(), GuardError> {
-        let Some(signed) = self.last else {
-            return Ok(());
-        };
-        let requested = *requested;
-        let refusal = || Box::new(Refusal { signed, requested });
-        match position(&requested).cmp(&position(&signed)) {
-            Ordering::Greater => Ok(()),
-            Ordering::Equal if requested == signed => Ok(()),
-            Ordering::Equal => Err(GuardError::Conflict(refusal())),
-            Ordering::Less => Err(GuardError::Regression(refusal())),
-        }
+        self.state.check_proposal(proposal)
     }
 }
 
@@ -197,9 +240,9 @@ fn parse(bytes: &[u8]) -> Result<LastSigned, Corruption> {
         return Err(Corruption::BadMagic);
     };
     let mut reader = Reader::new(rest);
-    let checksum = reader.u32("checksum")?;
+    let expected = reader.u32("checksum")?;
     let payload = reader.take(reader.remaining(), "payload")?;
-    if crc32fast::hash(payload) != checksum {
+    if checksum(payload) != expected {
         return Err(Corruption::BadChecksum);
     }
     Ok(decode(payload)?)
@@ -214,98 +257,24 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_parent_dir(path)
 }
 
+/// The record in the one encoding of consensus types (`weft_consensus::codec`).
 fn encode(record: &LastSigned) -> Vec<u8> {
-    let mut out = Vec::with_capacity(96);
-    match record {
-        LastSigned::Proposal(proposal) => {
-            out.push(TAG_PROPOSAL);
-            put_u64(&mut out, proposal.height.0);
-            put_u32(&mut out, proposal.round.0);
-            out.extend_from_slice(&proposal.value.0);
-            match proposal.pol_round {
-                None => out.push(0),
-                Some(round) => {
-                    out.push(1);
-                    put_u32(&mut out, round.0);
-                }
-            }
-            out.extend_from_slice(&proposal.proposer.0);
-        }
-        LastSigned::Vote(vote) => {
-            out.push(TAG_VOTE);
-            out.push(match vote.vote_type {
-                VoteType::Prevote => 0,
-                VoteType::Precommit => 1,
-            });
-            put_u64(&mut out, vote.height.0);
-            put_u32(&mut out, vote.round.0);
-            match vote.value {
-                None => out.push(0),
-                Some(value) => {
-                    out.push(1);
-                    out.extend_from_slice(&value.0);
-                }
-            }
-            out.extend_from_slice(&vote.validator.0);
-        }
-    }
+    let mut out = Vec::with_capacity(1 + weft_consensus::codec::VOTE_BYTES_MAX);
+    codec::put_last_signed(&mut out, record);
     out
 }
 
 fn decode(bytes: &[u8]) -> Result<LastSigned, DecodeError> {
     let mut reader = Reader::new(bytes);
-    let record = match reader.u8("record kind")? {
-        TAG_PROPOSAL => LastSigned::Proposal(Proposal {
-            height: Height(reader.u64("height")?),
-            round: Round(reader.u32("round")?),
-            value: ValueId(reader.array("value")?),
-            pol_round: match flag(&mut reader, "POL flag")? {
-                false => None,
-                true => Some(Round(reader.u32("POL round")?)),
-            },
-            proposer: ValidatorId(reader.array("proposer")?),
-        }),
-        TAG_VOTE => LastSigned::Vote(Vote {
-            vote_type: match reader.u8("vote type")? {
-                0 => VoteType::Prevote,
-                1 => VoteType::Precommit,
-                tag => {
-                    return Err(DecodeError::UnknownTag {
-                        what: "vote type",
-                        tag,
-                    });
-                }
-            },
-            height: Height(reader.u64("height")?),
-            round: Round(reader.u32("round")?),
-            value: match flag(&mut reader, "value flag")? {
-                false => None,
-                true => Some(ValueId(reader.array("value")?)),
-            },
-            validator: ValidatorId(reader.array("validator")?),
-        }),
-        tag => {
-            return Err(DecodeError::UnknownTag {
-                what: "record kind",
-                tag,
-            });
-        }
-    };
+    let record = codec::read_last_signed(&mut reader)?;
     reader.finish()?;
     Ok(record)
-}
-
-fn flag(reader: &mut Reader<'_>, what: &'static str) -> Result<bool, DecodeError> {
-    match reader.u8(what)? {
-        0 => Ok(false),
-        1 => Ok(true),
-        tag => Err(DecodeError::UnknownTag { what, tag }),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weft_consensus::{ValidatorId, ValueId};
 
     fn vote(vote_type: VoteType, height: u64, round: u32, value: Option<u8>) -> LastSigned {
         LastSigned::Vote(Vote {

@@ -6,17 +6,20 @@
 
 pub mod admit;
 pub mod block;
-pub mod blocklog;
 pub mod byzantine;
+pub mod ceremony;
 pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod context;
 pub mod crashpoint;
 pub mod driver;
+pub mod engine;
 pub mod guard;
 pub mod mempool;
 pub mod metrics;
 pub mod node;
+pub mod records;
 pub mod rpc;
+pub mod test_hooks;
 pub mod wal;

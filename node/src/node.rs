@@ -7,8 +7,8 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 use tokio::sync::{broadcast, watch};
-use weft_consensus::{Height, SignedProposal};
-use weft_genesis::{Genesis, read_key_file};
+use weft_consensus::{Height, SignedProposal, ValidatorId};
+use weft_genesis::{Genesis, SecretKey, read_key_file};
 use weft_gossip::net::keypair_from_secret;
 use weft_gossip::{GossipConfig, GossipMode, Hooks, SyncBlock, TxVerdict};
 
@@ -16,7 +16,8 @@ use crate::block::SealedBlock;
 use crate::chain::Chain;
 use crate::config::{Config, Home};
 use crate::context::{ConsensusStatus, EVENTS_MAX, NodeContext, NodeInfo};
-use crate::driver::{Byzantine, Driver, DriverSetup};
+use crate::driver::{Driver, DriverError, DriverSetup};
+use crate::engine::{Byzantine, CoreError, CoreSetup};
 use crate::mempool::{AdmitError, Mempool, MempoolConfig};
 use crate::metrics::NodeMetrics;
 
@@ -32,13 +33,16 @@ fn setup(error: impl std::fmt::Display) -> NodeError {
     NodeError::Setup(error.to_string())
 }
 
-/// The byzantine switch, read from `WEFT_BYZANTINE` (tests only: `extra-edge`, `missing-edge`,
-/// `under-declared`, `equivocate`).
+/// The byzantine switch, read from `WEFT_BYZANTINE` in a build with test hooks only
+/// (`extra-edge`, `missing-edge`, `under-declared`, `equivocate`).
 fn byzantine_switch() -> Result<Byzantine, NodeError> {
-    match std::env::var("WEFT_BYZANTINE") {
-        Err(_) => Ok(Byzantine::None),
-        Ok(value) => serde_json::from_value(serde_json::Value::String(value.clone()))
-            .map_err(|_| setup(format!("WEFT_BYZANTINE={value:?} is not a known lie"))),
+    match crate::test_hooks::var("WEFT_BYZANTINE") {
+        None => Ok(Byzantine::None),
+        Some(value) => {
+            let value = value.to_string_lossy().into_owned();
+            serde_json::from_value(serde_json::Value::String(value.clone()))
+                .map_err(|_| setup(format!("WEFT_BYZANTINE={value:?} is not a known lie")))
+        }
     }
 }
 
@@ -62,6 +66,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
+    crate::test_hooks::warn_at_start();
     crate::crashpoint::arm_from_env().map_err(setup)?;
     let genesis = Genesis::load(&home.genesis()).map_err(setup)?;
     let node_key = read_key_file(&home.node_key()).map_err(setup)?;
@@ -104,6 +109,7 @@ pub async fn run(
         chain_id.as_str(),
         validators.clone(),
     );
+    gossip_config.genesis_hash = genesis.hash();
     gossip_config.listen = config.p2p.listen.parse().map_err(setup)?;
     gossip_config.static_peers = config
         .p2p
@@ -213,22 +219,36 @@ pub async fn run(
     let driver = Driver::open(
         ctx.clone(),
         DriverSetup {
-            key: validator_key.map(|k| k.signing_key()),
             wal_path: data.join("cs.wal"),
             guard_path: data.join("last_signed"),
-            params,
-            commit_delay,
-            // Room for the header and last commit beside the txs.
-            block_max_txs,
-            block_max_bytes: block_max_bytes.saturating_sub(64 * 1024),
-            byzantine: byzantine_switch()?,
-            create_empty_blocks: config.consensus.create_empty_blocks,
+            core: CoreSetup {
+                key: validator_key.as_ref().map(SecretKey::signing_key),
+                chain_id: ctx.info.chain_id.clone(),
+                params,
+                commit_delay,
+                // Room for the header and last commit beside the txs.
+                block_max_txs,
+                block_max_bytes: block_max_bytes.saturating_sub(64 * 1024),
+                byzantine: byzantine_switch()?,
+                create_empty_blocks: config.consensus.create_empty_blocks,
+            },
         },
     )
     .map_err(|e| match e {
-        e @ crate::driver::DriverError::StoreBehind { .. } => database_error(&e),
+        DriverError::Core(e @ CoreError::StoreBehind { .. }) => database_error(&e),
         e => NodeError::Driver(e),
     })?;
+    match &validator_key {
+        Some(key) if validators.power(&ValidatorId(key.public())).is_some() => {
+            tracing::info!(validator = %hex::encode(key.public()), "running as a validator");
+        }
+        Some(key) => tracing::info!(
+            key = %hex::encode(key.public()),
+            "this node's validator key is not in the validator set: running as a full node \
+             (it follows the chain and serves RPC, and never signs)"
+        ),
+        None => tracing::info!("no validator key: running as a full node"),
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut driver_task = tokio::spawn(driver.run(events, stop_rx));
 

@@ -1,5 +1,5 @@
 //! Fuzz harnesses for what the node reads from outside: blocks, WAL records and files, the
-//! proposal-block log, the sign guard, config.toml, and the JSON-RPC handler.
+//! blocks the WAL holds beside its entries, the sign guard, config.toml, and the JSON-RPC handler.
 //!
 //! Each decoder target checks, for arbitrary bytes and for structured mutations of valid
 //! encodings (bit flips, truncation, extension, inserted and removed bytes, and splices of
@@ -14,6 +14,9 @@
 //! overrides all of them, `WEFT_FUZZ_SEED=<u64>` replays a run (each run prints its seed). A
 //! failing input is shrunk, saved under `tests/corpus/<target>/`, and replayed from then on by
 //! `the_corpus_replays_clean`.
+
+// A test unwraps: a panic is how it fails (production code may not; see Cargo.toml).
+#![allow(clippy::unwrap_used)]
 
 use std::fmt::Debug;
 use std::io::{Read, Write};
@@ -35,7 +38,6 @@ use weft_execution::probe::{AllocProbe, installed, measure};
 use weft_execution::{Address, ChainId, MemoryState, Payload, StateRoot, Transaction, propose};
 use weft_genesis::SecretKey;
 use weft_node::block::{Block, Body, Header, SealedBlock};
-use weft_node::blocklog::BlockLog;
 use weft_node::config::Config;
 use weft_node::guard::{GuardError, SignGuard};
 use weft_node::wal::{self, Wal};
@@ -601,7 +603,7 @@ fn generated_wal_records_round_trip() {
     );
 }
 
-// --- Files: the WAL and the proposal-block log ---
+// --- Files: the WAL, its entries and the blocks beside them ---
 
 /// How a good file is damaged.
 #[derive(Clone, Debug)]
@@ -755,27 +757,29 @@ fn wal_file(entries: &[WalEntry]) -> (Vec<u8>, Vec<u64>) {
     (std::fs::read(&path).unwrap(), ends)
 }
 
-/// Per file byte, what opening the block log may allocate: the whole file (read at once), the
+/// Per file byte, what opening a WAL of blocks may allocate: the whole file (read at once), the
 /// blocks decoded from it (see [`BLOCK_PER_BYTE`]) and each record's shared copy.
 /// (Measured: at most 7.4 bytes per file byte.)
 const BLOCK_LOG_PER_BYTE: usize = BLOCK_PER_BYTE + 2;
 const BLOCK_LOG_FIXED_BYTES: usize = 32 << 10;
 
+/// The blocks a WAL file holds beside its entries, through `Wal::open`; checks the recovery is
+/// consistent and that a block appended after the good prefix reads back after it.
 fn check_block_log(bytes: &[u8]) -> Result<Vec<SealedBlock>, String> {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cs.wal.blocks");
+    let path = dir.path().join("cs.wal");
     std::fs::write(&path, bytes).unwrap();
     let opened = bounded(
-        "BlockLog::open",
+        "Wal::open (blocks)",
         bytes.len(),
         BLOCK_LOG_PER_BYTE,
         BLOCK_LOG_FIXED_BYTES,
-        || BlockLog::open(&path),
+        || Wal::open(&path),
     )?;
-    let (mut log, blocks) = opened.map_err(|e| format!("BlockLog::open failed: {e}"))?;
-    let recovery = log.recovery().clone();
+    let (mut log, entries, recovery) = opened.map_err(|e| format!("Wal::open failed: {e}"))?;
+    let blocks = log.take_blocks();
     let kept = std::fs::metadata(&path).unwrap().len();
-    if recovery.records != blocks.len()
+    if recovery.records != blocks.len() + entries.len()
         || kept + recovery.truncated_bytes != bytes.len() as u64
         || (recovery.truncated_bytes > 0) != recovery.damage.is_some()
     {
@@ -791,33 +795,31 @@ fn check_block_log(bytes: &[u8]) -> Result<Vec<SealedBlock>, String> {
         signers: None,
         evidence: Vec::new(),
     }));
-    log.append(&extra).map_err(|e| e.to_string())?;
+    log.append_block(&extra).map_err(|e| e.to_string())?;
     log.sync().map_err(|e| e.to_string())?;
     drop(log);
-    let (log, again) = BlockLog::open(&path).map_err(|e| e.to_string())?;
+    let (mut log, _, recovery) = Wal::open(&path).map_err(|e| e.to_string())?;
+    let again = log.take_blocks();
     let hashes = |blocks: &[SealedBlock]| blocks.iter().map(|b| b.hash).collect::<Vec<_>>();
     let expected = [hashes(&blocks), vec![extra.hash]].concat();
-    if hashes(&again) != expected || log.recovery().damage.is_some() {
-        return Err(format!(
-            "after an append and a reopen: {:?}",
-            log.recovery()
-        ));
+    if hashes(&again) != expected || recovery.damage.is_some() {
+        return Err(format!("after an append and a reopen: {recovery:?}"));
     }
     Ok(blocks)
 }
 
-/// A block log holding `blocks`, and each record's end offset.
+/// A WAL holding `blocks` (block records only), and each record's end offset.
 fn block_log_file(plans: &[BlockPlan]) -> (Vec<u8>, Vec<u64>, Vec<SealedBlock>) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cs.wal.blocks");
-    let (mut log, _) = BlockLog::open(&path).unwrap();
+    let path = dir.path().join("cs.wal");
+    let (mut log, _, _) = Wal::open(&path).unwrap();
     let mut ends = Vec::new();
     let mut blocks = Vec::new();
     let mut end = 0;
     for plan in plans {
         let block = SealedBlock::new(build_block(plan));
-        log.append(&block).unwrap();
-        end += 8 + block.bytes.len() as u64;
+        log.append_block(&block).unwrap();
+        end += 8 + 1 + block.bytes.len() as u64;
         ends.push(end);
         blocks.push(block);
     }
@@ -1045,7 +1047,7 @@ fn the_corpus_replays_clean() {
 
 // --- The JSON-RPC handler ---
 
-/// The codes rpc.rs documents; any other in an answer is a bug.
+/// The codes the RPC module documents; any other in an answer is a bug.
 const DOCUMENTED_CODES: [i64; 15] = [
     -32700, -32600, -32601, -32602, -32603, -32001, -32002, -32003, -32004, -32005, -32006, -32007,
     -32008, -32009, -32010,

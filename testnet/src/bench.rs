@@ -23,9 +23,11 @@ use weft_execution::{
 };
 
 use crate::client::{NodeClient, fetch_metrics, metric_sum};
+use crate::links;
 use crate::load::{self, Distribution, Kind, Live, LoadReport, LoadSpec};
 use crate::manifest::{self, Layout};
 use crate::process::{Launcher, Processes, wait_healthy};
+use crate::shaper::LinkShape;
 use crate::up::default_threads;
 
 /// Per-tx work of the executor-speedup block, µs.
@@ -47,6 +49,13 @@ pub struct BenchArgs {
     pub weft_bin: Option<PathBuf>,
     pub base_port: u16,
     pub home: Option<PathBuf>,
+    /// WAN conditions on every link (the link shaper); `None` for loopback.
+    pub shape: Option<LinkShape>,
+    /// With a shape: measure a loopback testnet first, in the same run, for comparison.
+    pub compare_loopback: bool,
+    /// A fixed rate measured before the climb (its latency at a load every run can carry);
+    /// 0 skips it.
+    pub probe_tps: u64,
 }
 
 /// One rate's outcome.
@@ -57,15 +66,98 @@ pub struct Step {
     pub sustained: bool,
 }
 
+/// What one testnet measured.
+struct Measured {
+    shape: Option<LinkShape>,
+    empty_heights_per_s: f64,
+    msgs: f64,
+    probe: Option<Step>,
+    steps: Vec<Step>,
+}
+
+impl Measured {
+    fn label(&self) -> String {
+        self.shape
+            .map_or_else(|| "loopback".to_owned(), |shape| shape.to_string())
+    }
+
+    fn best(&self) -> Option<&Step> {
+        self.steps
+            .iter()
+            .filter(|s| s.sustained)
+            .max_by_key(|s| s.offered_tps)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let best = self.best();
+        let shape = self.shape.unwrap_or_default();
+        json!({
+            "latency_ms": shape.delay.as_secs_f64() * 1e3,
+            "jitter_ms": shape.jitter.as_secs_f64() * 1e3,
+            "bandwidth_bytes_per_s": shape.bandwidth_bytes_per_s,
+            "saturation_offered_tps": best.map(|s| s.offered_tps),
+            "committed_tps": best.map(|s| s.report.committed_tps),
+            "p50_ms": best.map(|s| s.report.p50_ms),
+            "p99_ms": best.map(|s| s.report.p99_ms),
+            "empty_heights_per_s": self.empty_heights_per_s,
+            "gossip_msgs_per_node_per_height": self.msgs,
+            "probe_tps": self.probe.as_ref().map(|p| p.offered_tps),
+            "probe_committed_tps": self.probe.as_ref().map(|p| p.report.committed_tps),
+            "probe_p50_ms": self.probe.as_ref().map(|p| p.report.p50_ms),
+            "probe_p99_ms": self.probe.as_ref().map(|p| p.report.p99_ms),
+        })
+    }
+}
+
 pub async fn run_bench(args: BenchArgs) -> Result<(), String> {
     if args.start_tps == 0 || args.rate_step == 0 || args.max_tps < args.start_tps {
         return Err("rates: need 0 < --start-tps <= --max-tps and --rate-step > 0".into());
     }
+    let shapes = match args.shape {
+        Some(shape) if args.compare_loopback => vec![None, Some(shape)],
+        shape => vec![shape],
+    };
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut runs = Vec::new();
+    for (i, shape) in shapes.into_iter().enumerate() {
+        let home = match (&args.home, i) {
+            (Some(home), 0) => Some(home.clone()),
+            (Some(home), i) => Some(home.with_extension(i.to_string())),
+            (None, _) => None,
+        };
+        runs.push(measure(&args, shape, home, cores).await?);
+    }
+    eprintln!("nodes stopped; measuring the executor's speedup on {cores} cores");
+    let exec_speedup = tokio::task::spawn_blocking(move || exec_speedup(cores))
+        .await
+        .map_err(|e| format!("executor measurement: {e}"))??;
+    for run in &runs {
+        print_run(run, &args);
+    }
+    println!("exec speedup {exec_speedup:.2}x on {cores} cores");
+    let last = runs.last().expect("at least one run");
+    let mut result = last.json();
+    result["validators"] = json!(args.validators);
+    result["cores"] = json!(cores);
+    result["exec_speedup"] = json!(exec_speedup);
+    if runs.len() > 1 {
+        result["loopback"] = runs[0].json();
+    }
+    if args.json {
+        println!("{result}");
+    }
+    Ok(())
+}
+
+/// A fresh testnet (its links shaped when asked): empty phase, the probe, the climb.
+async fn measure(
+    args: &BenchArgs,
+    shape: Option<LinkShape>,
+    home: Option<PathBuf>,
+    cores: usize,
+) -> Result<Measured, String> {
     let temp = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
-    let home = args
-        .home
-        .clone()
-        .unwrap_or_else(|| temp.path().join("testnet"));
+    let home = home.unwrap_or_else(|| temp.path().join("testnet"));
     let launcher = Launcher::resolve(args.weft_bin.as_deref())?;
     let accounts = 4_000;
     let manifest = manifest::create(
@@ -84,13 +176,18 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), String> {
         },
     )
     .map_err(|e| e.to_string())?;
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let shaped = match shape {
+        Some(shape) => Some(links::start(&manifest, &home, shape)?),
+        None => None,
+    };
     eprintln!(
-        "bench: {} validators on {cores} cores, testnet at {}",
+        "bench: {} validators on {cores} cores, links {}, testnet at {}",
         args.validators,
+        shape.map_or_else(|| "loopback".to_owned(), |s| s.to_string()),
         home.display()
     );
     let mut processes = Processes::new(manifest.clone(), launcher);
+    processes.tie_to_parent();
     let measured = async {
         processes.start_all().map_err(|e| e.to_string())?;
         let all: Vec<usize> = (0..manifest.nodes.len()).collect();
@@ -101,22 +198,36 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), String> {
         eprintln!(
             "empty: {empty_heights_per_s:.1} heights/s, {msgs:.1} consensus msgs received per node per height"
         );
-        let steps = climb(&manifest, &args, accounts).await?;
-        Ok::<_, String>((empty_heights_per_s, msgs, steps))
+        let probe = match args.probe_tps {
+            0 => None,
+            tps => Some(load_step(&manifest, args, accounts, tps, u64::MAX).await?),
+        };
+        let steps = climb(&manifest, args, accounts).await?;
+        Ok::<_, String>(Measured {
+            shape,
+            empty_heights_per_s,
+            msgs,
+            probe,
+            steps,
+        })
     }
     .await;
-    tokio::task::block_in_place(|| processes.stop_all()).map_err(|e| e.to_string())?;
-    let (empty_heights_per_s, msgs, steps) = measured?;
-    eprintln!("nodes stopped; measuring the executor's speedup on {cores} cores");
-    let exec_speedup = tokio::task::spawn_blocking(move || exec_speedup(cores))
-        .await
-        .map_err(|e| format!("executor measurement: {e}"))??;
+    let stopped = tokio::task::block_in_place(|| processes.stop_all()).map_err(|e| e.to_string());
+    if let Some(shaped) = shaped {
+        shaped.close().await;
+    }
+    stopped?;
+    drop(temp);
+    measured
+}
 
+fn print_run(run: &Measured, args: &BenchArgs) {
+    println!("links: {}", run.label());
     println!(
         "{:>8} {:>8} {:>9} {:>8} {:>10} {:>8} {:>8} {:>9}",
         "offered", "sent", "committed", "share", "commit/s", "p50 ms", "p99 ms", "sustained"
     );
-    for step in &steps {
+    for step in run.probe.iter().chain(&run.steps) {
         let r = &step.report;
         println!(
             "{:>8} {:>8} {:>9} {:>7.1}% {:>10.0} {:>8.0} {:>8.0} {:>9}",
@@ -130,11 +241,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), String> {
             if step.sustained { "yes" } else { "no" }
         );
     }
-    let best = steps
-        .iter()
-        .filter(|s| s.sustained)
-        .max_by_key(|s| s.offered_tps);
-    match best {
+    match run.best() {
         Some(step) => println!(
             "saturation: {} tx/s offered, {:.0} committed tx/s, p50 {:.0} ms, p99 {:.0} ms",
             step.offered_tps, step.report.committed_tps, step.report.p50_ms, step.report.p99_ms
@@ -147,24 +254,9 @@ pub async fn run_bench(args: BenchArgs) -> Result<(), String> {
         ),
     }
     println!(
-        "empty heights/s {empty_heights_per_s:.1}; gossip msgs/node/height {msgs:.1}; exec speedup {exec_speedup:.2}x on {cores} cores"
+        "empty heights/s {:.1}; gossip msgs/node/height {:.1}",
+        run.empty_heights_per_s, run.msgs
     );
-    let result = json!({
-        "validators": args.validators,
-        "cores": cores,
-        "saturation_offered_tps": best.map(|s| s.offered_tps),
-        "committed_tps": best.map(|s| s.report.committed_tps),
-        "p50_ms": best.map(|s| s.report.p50_ms),
-        "p99_ms": best.map(|s| s.report.p99_ms),
-        "empty_heights_per_s": empty_heights_per_s,
-        "gossip_msgs_per_node_per_height": msgs,
-        "exec_speedup": exec_speedup,
-    });
-    if args.json {
-        println!("{result}");
-    }
-    drop(temp);
-    Ok(())
 }
 
 fn share(report: &LoadReport) -> f64 {
@@ -224,40 +316,10 @@ async fn climb(
     let mut rate = args.start_tps;
     let mut seed = 1;
     while rate <= args.max_tps {
-        let spec = LoadSpec {
-            tps: rate,
-            duration: Some(args.step),
-            first_account: 0,
-            accounts,
-            distribution: Distribution::Uniform,
-            kind: Kind::Transfer,
-            seed,
-        };
+        let step = load_step(manifest, args, accounts, rate, seed).await?;
         seed += 1;
-        let (_stop, stop_rx) = watch::channel(false);
-        eprintln!("offering {rate} tx/s for {:?}", args.step);
-        let report = load::run(manifest, &spec, Arc::new(Live::default()), stop_rx, false)
-            .await
-            .map_err(|e| e.to_string())?;
-        let sustained =
-            share(&report) >= COMMITTED_SHARE_MIN && report.p99_ms < args.p99_bound_ms as f64;
-        eprintln!(
-            "  committed {} of {} ({:.0} tx/s), p99 {:.0} ms: {}",
-            report.committed,
-            report.sent,
-            report.committed_tps,
-            report.p99_ms,
-            if sustained {
-                "sustained"
-            } else {
-                "not sustained"
-            }
-        );
-        steps.push(Step {
-            offered_tps: rate,
-            report,
-            sustained,
-        });
+        let sustained = step.sustained;
+        steps.push(step);
         if !sustained {
             break;
         }
@@ -269,6 +331,50 @@ async fn climb(
         rate += args.rate_step;
     }
     Ok(steps)
+}
+
+/// `rate` tx/s for one step, judged against the saturation criteria.
+async fn load_step(
+    manifest: &manifest::Manifest,
+    args: &BenchArgs,
+    accounts: usize,
+    rate: u64,
+    seed: u64,
+) -> Result<Step, String> {
+    let spec = LoadSpec {
+        tps: rate,
+        duration: Some(args.step),
+        first_account: 0,
+        accounts,
+        distribution: Distribution::Uniform,
+        kind: Kind::Transfer,
+        seed,
+    };
+    let (_stop, stop_rx) = watch::channel(false);
+    eprintln!("offering {rate} tx/s for {:?}", args.step);
+    let report = load::run(manifest, &spec, Arc::new(Live::default()), stop_rx, false)
+        .await
+        .map_err(|e| e.to_string())?;
+    let sustained =
+        share(&report) >= COMMITTED_SHARE_MIN && report.p99_ms < args.p99_bound_ms as f64;
+    eprintln!(
+        "  committed {} of {} ({:.0} tx/s), p50 {:.0} ms, p99 {:.0} ms: {}",
+        report.committed,
+        report.sent,
+        report.committed_tps,
+        report.p50_ms,
+        report.p99_ms,
+        if sustained {
+            "sustained"
+        } else {
+            "not sustained"
+        }
+    );
+    Ok(Step {
+        offered_tps: rate,
+        report,
+        sustained,
+    })
 }
 
 /// Serial over parallel execution time (median of 5) of a 10,000-tx block of work txs, each

@@ -32,7 +32,7 @@ use weft_genesis::read_key_file;
 use weft_node::config::Home;
 
 use crate::client::{BlockSummary, NodeClient};
-use crate::load::{self, Distribution, Kind, Live, LoadSpec};
+use crate::load::{self, Distribution, Kind, Live, LoadReport, LoadSpec};
 use crate::manifest::Manifest;
 use crate::process::{Launcher, Processes, wait_healthy};
 
@@ -79,6 +79,48 @@ impl Scenario {
             })
             .collect()
     }
+
+    /// Whether the scenario restarts its target with a test switch (`WEFT_BYZANTINE`), which
+    /// only a `weft` built with test hooks reads.
+    pub fn needs_test_hooks(self) -> bool {
+        matches!(self, Scenario::ByzantineDag | Scenario::Equivocate)
+    }
+}
+
+/// Refuses scenarios that need test switches when the testnet's `weft` (as `version` says)
+/// was built without them: such a node would ignore `WEFT_BYZANTINE` and the scenario would
+/// test nothing.
+pub fn check_test_hooks(scenarios: &[Scenario], launcher: &Launcher) -> Result<(), String> {
+    let needing: Vec<String> = scenarios
+        .iter()
+        .filter(|s| s.needs_test_hooks())
+        .map(Scenario::to_string)
+        .collect();
+    if needing.is_empty() {
+        return Ok(());
+    }
+    let output = std::process::Command::new(&launcher.program)
+        .args(&launcher.prefix)
+        .arg("version")
+        .output()
+        .map_err(|e| format!("{} version: {e}", launcher.program.display()))?;
+    let version = String::from_utf8_lossy(&output.stdout);
+    if version_has_test_hooks(&version) {
+        return Ok(());
+    }
+    Err(format!(
+        "{} need a weft built with test hooks, and {} has none (`version` says {:?}). Build one          for testing only with `cargo build --release --features weft-node/test-hooks --bin weft          --bin weft-testnet` and restart the testnet, or choose --scenario          crash-restart,pause,partition",
+        needing.join(" and "),
+        launcher.program.display(),
+        version.lines().nth(1).unwrap_or("").trim()
+    ))
+}
+
+/// Whether `weft version`'s output says the build has the test switches.
+pub fn version_has_test_hooks(version: &str) -> bool {
+    version
+        .lines()
+        .any(|line| line.trim() == weft_node::test_hooks::VERSION_LINE_WITH_HOOKS)
 }
 
 impl fmt::Display for Scenario {
@@ -182,6 +224,7 @@ pub async fn chaos(args: &ChaosArgs) -> Result<ChaosReport, String> {
     if args.duration < Duration::from_secs(3) {
         return Err("--duration must be at least 3 s".into());
     }
+    check_test_hooks(&scenarios, &Launcher::of(&manifest))?;
     let mut processes = Processes::new(manifest.clone(), Launcher::of(&manifest));
     let all: Vec<usize> = (0..n).collect();
     let down: Vec<String> = all
@@ -476,6 +519,29 @@ pub async fn check_chain(clients: &[NodeClient]) -> Result<ChainCheck, String> {
     Ok(check)
 }
 
+/// The invariants every fault run checks once the load has ended and the nodes met: every
+/// node holds the same blocks (agreement), every tx the load saw commit is in the chain once,
+/// at the height reported (exactly-once), and every tx a node acknowledged committed (none
+/// lost). Returns the heights compared and what was violated.
+pub async fn check_invariants(
+    clients: &[NodeClient],
+    load: &LoadReport,
+) -> Result<(u64, Vec<Violation>), String> {
+    let check = check_chain(clients).await?;
+    let mut violations = check.violations;
+    violations.extend(check_exactly_once(&load.committed_txs, &check.tx_heights));
+    if load.uncommitted > 0 {
+        violations.push(Violation {
+            invariant: "no acknowledged tx lost",
+            detail: format!(
+                "{} txs a node admitted never committed (of {} admitted)",
+                load.uncommitted, load.admitted
+            ),
+        });
+    }
+    Ok((check.heights, violations))
+}
+
 /// Every tx reported committed appears exactly once, at the height it was reported at; no tx
 /// appears twice anywhere.
 pub fn check_exactly_once(
@@ -532,6 +598,40 @@ mod tests {
         }
         let error = Scenario::parse_list("meteor").unwrap_err();
         assert!(error.contains("\"meteor\""), "{error}");
+    }
+
+    /// A stand-in `weft` whose `version` prints `second_line`.
+    fn weft_saying(second_line: &str) -> Launcher {
+        Launcher {
+            program: "/bin/sh".into(),
+            prefix: vec![
+                "-c".into(),
+                format!("test \"$1\" = version && echo 'weft 0.1.0' && echo '{second_line}'"),
+                "weft".into(),
+            ],
+        }
+    }
+
+    #[test]
+    fn byzantine_scenarios_need_a_weft_with_test_hooks() {
+        let with = weft_saying(weft_node::test_hooks::VERSION_LINE_WITH_HOOKS);
+        let without = weft_saying("test hooks: none");
+        let honest = [Scenario::CrashRestart, Scenario::Pause, Scenario::Partition];
+        let nowhere = Launcher {
+            program: "/nonexistent/weft".into(),
+            prefix: Vec::new(),
+        };
+        // Honest scenarios never ask.
+        check_test_hooks(&honest, &nowhere).unwrap();
+        check_test_hooks(&Scenario::ALL, &with).unwrap();
+        for scenario in [Scenario::ByzantineDag, Scenario::Equivocate] {
+            let error = check_test_hooks(&[Scenario::Pause, scenario], &without).unwrap_err();
+            assert!(error.contains(&scenario.to_string()), "{error}");
+            assert!(error.contains("test hooks: none"), "{error}");
+            assert!(error.contains("--features weft-node/test-hooks"), "{error}");
+        }
+        let error = check_test_hooks(&Scenario::ALL, &nowhere).unwrap_err();
+        assert!(error.contains("/nonexistent/weft"), "{error}");
     }
 
     #[test]

@@ -54,7 +54,7 @@ impl NodeClient {
             .max_request_size(16 << 20)
             .max_response_size(64 << 20)
             .build(node.rpc_url())
-            .expect("a loopback URL is valid");
+            .expect("a node URL of a checked host is valid");
         NodeClient {
             name: node.name.clone(),
             client,
@@ -219,11 +219,15 @@ pub async fn fetch_metrics(node: &NodeEntry, timeout: Duration) -> Result<String
         problem,
     };
     let fetch = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", node.metrics_port))
+        let mut stream = tokio::net::TcpStream::connect((node.host.as_str(), node.metrics_port))
             .await
             .map_err(|e| error(e.to_string()))?;
+        let request = format!(
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            node.host
+        );
         stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .write_all(request.as_bytes())
             .await
             .map_err(|e| error(e.to_string()))?;
         let mut body = Vec::new();

@@ -38,12 +38,34 @@ enum Command {
     Bench(BenchCli),
     /// Inject faults under load and check the invariants; non-zero exit names a violation.
     Chaos(ChaosCli),
+    /// Write a network for real hosts: a home per node (its own keys only), the genesis made
+    /// from their public keys, a docker-compose.yml with its FROM-scratch image, systemd units,
+    /// a Prometheus config and a README.
+    Generate(GenerateCli),
     /// Run a `weft` node from this binary (`weft-testnet node start --home DIR`); used when no
     /// `weft` binary sits beside this one.
     #[command(hide = true)]
     Node {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Relay TCP from `--listen` to `--to` through a shaped link (delay, jitter, bandwidth),
+    /// a userspace stand-in for netem, until SIGINT or SIGTERM.
+    #[command(hide = true)]
+    Relay {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// One-way delay each way, e.g. `50ms`.
+        #[arg(long, default_value = "0", value_parser = weft_testnet::shaper::parse_duration)]
+        latency: Duration,
+        /// Uniform jitter around the delay, at most the delay, e.g. `5ms`.
+        #[arg(long, default_value = "0", value_parser = weft_testnet::shaper::parse_duration)]
+        jitter: Duration,
+        /// Bandwidth cap each way, e.g. `100mbit` or `2MB/s`; none by default.
+        #[arg(long, value_parser = weft_testnet::shaper::parse_bandwidth)]
+        bandwidth: Option<u64>,
     },
     /// Print the version.
     Version,
@@ -89,6 +111,34 @@ struct UpCli {
     /// Stop after this many seconds instead of waiting for Ctrl-C.
     #[arg(long)]
     duration: Option<u64>,
+    #[command(flatten)]
+    shape: ShapeCli,
+}
+
+/// WAN conditions on every link, through the userspace link shaper.
+#[derive(Args)]
+struct ShapeCli {
+    /// One-way delay on every link, e.g. `50ms`.
+    #[arg(long, value_parser = weft_testnet::shaper::parse_duration)]
+    latency: Option<Duration>,
+    /// Uniform jitter around the delay (at most the delay), e.g. `5ms`.
+    #[arg(long, requires = "latency", value_parser = weft_testnet::shaper::parse_duration)]
+    jitter: Option<Duration>,
+    /// Bandwidth cap each way on every link, e.g. `100mbit`.
+    #[arg(long, value_parser = weft_testnet::shaper::parse_bandwidth)]
+    bandwidth: Option<u64>,
+}
+
+impl ShapeCli {
+    fn shape(&self) -> Option<weft_testnet::shaper::LinkShape> {
+        (self.latency.is_some() || self.bandwidth.is_some()).then(|| {
+            weft_testnet::shaper::LinkShape {
+                delay: self.latency.unwrap_or_default(),
+                jitter: self.jitter.unwrap_or_default(),
+                bandwidth_bytes_per_s: self.bandwidth,
+            }
+        })
+    }
 }
 
 #[derive(Args)]
@@ -151,6 +201,66 @@ struct BenchCli {
     /// Keep the testnet's files here (default: a temporary directory).
     #[arg(long)]
     home: Option<PathBuf>,
+    #[command(flatten)]
+    shape: ShapeCli,
+    /// With --latency: measure a loopback testnet first, in the same run.
+    #[arg(long)]
+    compare_loopback: bool,
+    /// A fixed rate measured before the climb (p50/p99 at a load both can carry); 0 skips it.
+    #[arg(long, default_value_t = 1_000)]
+    probe_tps: u64,
+}
+
+#[derive(Args)]
+struct GenerateCli {
+    /// Hosts, comma-separated names or addresses, as the other nodes will dial them.
+    #[arg(long, value_delimiter = ',', required_unless_present = "hosts_file")]
+    hosts: Vec<String>,
+    /// A file of hosts, one per line (`#` comments).
+    #[arg(long, conflicts_with = "hosts")]
+    hosts_file: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    validators_per_host: usize,
+    /// The folder to write (must not exist, or be empty).
+    #[arg(long, default_value = "./network")]
+    out: PathBuf,
+    #[arg(long, default_value = "weft-1")]
+    chain_id: String,
+    /// The first node's p2p port on each host; further validators on a host add 10 each.
+    #[arg(long, default_value_t = 26_656)]
+    p2p_port: u16,
+    #[arg(long, default_value_t = 26_657)]
+    rpc_port: u16,
+    #[arg(long, default_value_t = 26_660)]
+    metrics_port: u16,
+    /// Where RPC listens: `loopback` (default), `host` (the node's own address) or an IP.
+    #[arg(long, default_value = "loopback")]
+    rpc_bind: weft_testnet::generate::Bind,
+    /// Where metrics listen: `loopback` (default), `host` or an IP.
+    #[arg(long, default_value = "loopback")]
+    metrics_bind: weft_testnet::generate::Bind,
+    /// `default` (CometBFT's timeouts) or `fast` (local networks).
+    #[arg(long, default_value = "default")]
+    timeouts: String,
+    /// Funded load accounts in genesis (their keys derive from their index, as `up`'s).
+    #[arg(long, default_value_t = 0)]
+    load_accounts: usize,
+    /// Compose publishes node k's RPC on 127.0.0.1:<base + 10·k>.
+    #[arg(long, default_value_t = 26_657)]
+    compose_rpc_base: u16,
+    /// The binary to put in the image (default: the `weft` beside this binary, else this one,
+    /// which runs as `weft` under that name).
+    #[arg(long)]
+    weft_bin: Option<PathBuf>,
+    /// The image tag Compose builds.
+    #[arg(long, default_value = "weft:local")]
+    image: String,
+    /// Strip debug sections from the image's binary.
+    #[arg(long)]
+    strip_debug: bool,
+    /// Stage no binary for the image (systemd hosts only); the Dockerfile is still written.
+    #[arg(long)]
+    no_image: bool,
 }
 
 #[derive(Args)]
@@ -172,6 +282,19 @@ struct ChaosCli {
 }
 
 fn main() -> ExitCode {
+    // Called as `weft` (the image of `generate` may hold this binary under that name), it is
+    // the node's CLI.
+    let called = std::env::args_os().next().map(PathBuf::from);
+    if called.as_deref().and_then(|p| p.file_name()) == Some("weft".as_ref()) {
+        use clap::Parser as _;
+        return match weft_node::cli::run(weft_node::cli::Cli::parse()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Version => {
@@ -196,6 +319,7 @@ fn main() -> ExitCode {
                 accounts: up.accounts,
                 threads: up.threads,
                 duration: up.duration.map(Duration::from_secs),
+                shape: up.shape.shape(),
             }))
         }),
         Command::Down(HomeArg { home }) => run_down(&home),
@@ -230,6 +354,9 @@ fn main() -> ExitCode {
                 weft_bin: bench.weft_bin,
                 base_port: bench.base_port,
                 home: bench.home,
+                shape: bench.shape.shape(),
+                compare_loopback: bench.compare_loopback,
+                probe_tps: bench.probe_tps,
             }))
         }),
         Command::Chaos(chaos) => runtime().and_then(|rt| {
@@ -240,6 +367,21 @@ fn main() -> ExitCode {
                 tps: chaos.tps,
                 node: chaos.node,
             }))
+        }),
+        Command::Generate(generate) => run_generate(generate),
+        Command::Relay {
+            listen,
+            to,
+            latency,
+            jitter,
+            bandwidth,
+        } => runtime().and_then(|rt| {
+            let shape = weft_testnet::shaper::LinkShape {
+                delay: latency,
+                jitter,
+                bandwidth_bytes_per_s: bandwidth,
+            };
+            rt.block_on(weft_testnet::shaper::run_relay(listen, to, shape))
         }),
     };
     match result {
@@ -256,4 +398,53 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("starting the async runtime: {e}"))
+}
+
+fn run_generate(cli: GenerateCli) -> Result<(), String> {
+    let hosts = match &cli.hosts_file {
+        Some(path) => weft_testnet::generate::read_hosts_file(path)?,
+        None => cli.hosts,
+    };
+    let args = weft_testnet::generate::GenerateArgs {
+        out: cli.out,
+        hosts,
+        validators_per_host: cli.validators_per_host,
+        chain_id: cli.chain_id,
+        p2p_port: cli.p2p_port,
+        rpc_port: cli.rpc_port,
+        metrics_port: cli.metrics_port,
+        rpc_bind: cli.rpc_bind,
+        metrics_bind: cli.metrics_bind,
+        timeouts: cli.timeouts,
+        load_accounts: cli.load_accounts,
+        compose_rpc_base: cli.compose_rpc_base,
+        weft_bin: cli.weft_bin,
+        image: cli.image,
+        strip_debug: cli.strip_debug,
+        no_image: cli.no_image,
+    };
+    let network = weft_testnet::generate::generate(&args)?;
+    println!(
+        "wrote network {} ({} nodes, genesis {}) to {}",
+        network.chain_id,
+        network.nodes.len(),
+        network.genesis_hash,
+        args.out.display()
+    );
+    for node in &network.nodes {
+        println!(
+            "  {}: host {} p2p {} RPC {} metrics {}",
+            node.name, node.host, node.p2p_port, node.rpc_port, node.metrics_port
+        );
+    }
+    if !nix::unistd::geteuid().is_root() {
+        println!(
+            "the containers run as uid {uid}: `sudo chown -R {uid}:{uid} {}/nodes` before \
+             `docker-compose up` (see its README.md)",
+            args.out.display(),
+            uid = weft_testnet::deploy::SERVICE_UID
+        );
+    }
+    println!("see {}/README.md to deploy it", args.out.display());
+    Ok(())
 }

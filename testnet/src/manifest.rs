@@ -1,9 +1,10 @@
 //! The testnet on disk: `<home>/testnet.json` (the manifest) and one `weft` home per node.
 //!
-//! [`create`] writes every home: `weft init` for keys and config, one shared genesis (the
-//! validators, each node's `config/account-0.json` account, and [`Manifest::load_accounts`]
-//! funded load accounts whose keys are derived from their index, so no key files are needed
-//! for them), and ports on 127.0.0.1 offset per node
+//! [`create`] forms the network as its operators would ([`crate::ceremony`]): each home made by
+//! `weft init` on its own, one genesis assembled from their public keys (the validators, each
+//! node's `config/account-0.json` account, and [`Manifest::load_accounts`] funded load accounts
+//! whose keys are derived from their index, so no key files are needed for them; the
+//! coordinator's copy is `<home>/genesis.json`), and ports on 127.0.0.1 offset per node
 //! from a base port: node `i` listens for p2p on `base + 10·i`, JSON-RPC on `base + 10·i + 1`
 //! and metrics on `base + 10·i + 4` (CometBFT's 26656 / 26657 / 26660 for node 0 by default).
 
@@ -11,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use weft_genesis::{ConsensusParams, Genesis, SecretKey, read_key_file};
-use weft_node::cli::{InitArgs, init};
-use weft_node::config::{Config, Home};
+use weft_genesis::{ConsensusParams, SecretKey};
+
+use crate::ceremony::{self, GenesisPlan, Member};
 
 /// The manifest's file name under the testnet home.
 pub const MANIFEST_FILE: &str = "testnet.json";
@@ -68,23 +69,31 @@ pub struct Manifest {
 pub struct NodeEntry {
     pub name: String,
     pub home: PathBuf,
+    /// Where its RPC and metrics are reached: 127.0.0.1 for a local testnet, the host's address
+    /// for a network on test hosts of their own.
+    #[serde(default = "loopback_host")]
+    pub host: String,
     pub p2p_port: u16,
     pub rpc_port: u16,
     pub metrics_port: u16,
     pub peer_id: String,
 }
 
+fn loopback_host() -> String {
+    "127.0.0.1".into()
+}
+
 impl NodeEntry {
     pub fn rpc_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.rpc_port)
+        format!("http://{}:{}", self.host, self.rpc_port)
     }
 
     pub fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/websocket", self.rpc_port)
+        format!("ws://{}:{}/websocket", self.host, self.rpc_port)
     }
 
     pub fn metrics_url(&self) -> String {
-        format!("http://127.0.0.1:{}/metrics", self.metrics_port)
+        format!("http://{}:{}/metrics", self.host, self.metrics_port)
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -238,77 +247,69 @@ pub fn create(home: &Path, layout: &Layout) -> Result<Manifest, ManifestError> {
     }
     std::fs::create_dir_all(home).map_err(|e| setup(e.to_string()))?;
     let home = std::fs::canonicalize(home).map_err(|e| setup(e.to_string()))?;
-    let mut nodes = Vec::with_capacity(layout.validators);
-    let mut validators = Vec::with_capacity(layout.validators);
-    let mut funded = Vec::with_capacity(layout.validators + layout.load_accounts);
-    for i in 0..layout.validators {
-        let node_home = home.join(format!("node{i}"));
-        init(&InitArgs {
-            home: node_home.clone(),
-            chain_id: layout.chain_id.clone(),
-            moniker: format!("node{i}"),
-            accounts: 1,
-            balance: 1,
-        })
-        .map_err(|e| setup(e.to_string()))?;
-        let weft_home = Home::new(&node_home);
-        let validator =
-            read_key_file(&weft_home.validator_key()).map_err(|e| setup(e.to_string()))?;
-        // `weft init`'s account key, funded in the shared genesis, for `weft tx` by hand.
-        let account = read_key_file(&weft_home.config_dir().join("account-0.json"))
-            .map_err(|e| setup(e.to_string()))?;
-        funded.push((account.public(), USER_BALANCE));
-        validators.push((format!("node{i}"), validator.public(), 10));
-        let node_key = read_key_file(&weft_home.node_key()).map_err(|e| setup(e.to_string()))?;
-        let peer_id = weft_gossip::net::keypair_from_secret(&node_key)
-            .public()
-            .to_peer_id()
-            .to_string();
-        let (p2p_port, rpc_port, metrics_port) = layout.ports(i);
-        nodes.push(NodeEntry {
+    let members: Vec<Member> = (0..layout.validators)
+        .map(|i| Member {
             name: format!("node{i}"),
-            home: node_home,
-            p2p_port,
-            rpc_port,
-            metrics_port,
-            peer_id,
-        });
-    }
+            home: home.join(format!("node{i}")),
+            host: "127.0.0.1".into(),
+            p2p_port: layout.ports(i).0,
+            // `config/account-0.json`, funded, for `weft tx` by hand.
+            accounts: 1,
+            validator: true,
+        })
+        .collect();
     let params = match layout.timeouts.as_str() {
         "fast" => ConsensusParams::fast(),
         _ => ConsensusParams::default(),
     };
-    funded.extend((0..layout.load_accounts).map(|i| (load_key(i).public(), LOAD_BALANCE)));
-    let genesis = Genesis::new(&layout.chain_id, now_ms(), validators, funded, params)
-        .map_err(|e| setup(e.to_string()))?;
+    let plan = GenesisPlan {
+        chain_id: &layout.chain_id,
+        genesis_time_ms: now_ms(),
+        params,
+        account_balance: USER_BALANCE,
+        extra_accounts: (0..layout.load_accounts)
+            .map(|i| (load_key(i).public(), LOAD_BALANCE))
+            .collect(),
+    };
+    let formed = ceremony::form(&members, &plan, &home.join("genesis.json")).map_err(setup)?;
+    let nodes: Vec<NodeEntry> = members
+        .iter()
+        .zip(&formed.cards)
+        .enumerate()
+        .map(|(i, (member, card))| {
+            let (p2p_port, rpc_port, metrics_port) = layout.ports(i);
+            NodeEntry {
+                name: member.name.clone(),
+                home: member.home.clone(),
+                host: loopback_host(),
+                p2p_port,
+                rpc_port,
+                metrics_port,
+                peer_id: card.peer_id.clone().unwrap_or_default(),
+            }
+        })
+        .collect();
     let overlay = overlay(layout.validators, layout.degree);
     for (i, node) in nodes.iter().enumerate() {
-        let weft_home = Home::new(&node.home);
-        genesis
-            .save(&weft_home.genesis())
-            .map_err(|e| setup(e.to_string()))?;
-        let mut config = Config::load(&weft_home.config()).map_err(|e| setup(e.to_string()))?;
-        config.p2p.listen = format!("/ip4/127.0.0.1/tcp/{}", node.p2p_port);
-        config.p2p.persistent_peers = overlay[i]
+        let peers: Vec<String> = overlay[i]
             .iter()
-            .map(|&j| {
-                let peer = &nodes[j];
-                format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", peer.p2p_port, peer.peer_id)
-            })
+            .filter_map(|&j| formed.cards[j].persistent_peer.clone())
             .collect();
-        config.p2p.degree = layout.degree;
-        config.p2p.gossip.clone_from(&layout.gossip);
-        config.rpc.laddr = format!("127.0.0.1:{}", node.rpc_port);
-        config.rpc.max_batch = 1_000;
-        config.rpc.max_body_bytes = 8 << 20;
-        config.rpc.unsafe_routes = true;
-        config.metrics.laddr = format!("127.0.0.1:{}", node.metrics_port);
-        config.mempool.size = config.mempool.size.max(100_000);
-        config.execution.threads = layout.threads;
-        config.log_level = "info".into();
-        config
-            .save(&weft_home.config())
-            .map_err(|e| setup(e.to_string()))?;
+        ceremony::configure(&node.home, |config| {
+            config.p2p.listen = format!("/ip4/127.0.0.1/tcp/{}", node.p2p_port);
+            config.p2p.persistent_peers = peers;
+            config.p2p.degree = layout.degree;
+            config.p2p.gossip.clone_from(&layout.gossip);
+            config.rpc.laddr = format!("127.0.0.1:{}", node.rpc_port);
+            config.rpc.max_batch = 1_000;
+            config.rpc.max_body_bytes = 8 << 20;
+            config.rpc.unsafe_routes = true;
+            config.metrics.laddr = format!("127.0.0.1:{}", node.metrics_port);
+            config.mempool.size = config.mempool.size.max(100_000);
+            config.execution.threads = layout.threads;
+            config.log_level = "info".into();
+        })
+        .map_err(setup)?;
     }
     let manifest = Manifest {
         chain_id: layout.chain_id.clone(),
@@ -365,6 +366,9 @@ fn now_ms() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use weft_genesis::Genesis;
+    use weft_node::config::Home;
+
     use super::*;
 
     fn connected(n: usize, links: &[Vec<usize>]) -> bool {

@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::client::{NodeClient, fetch_metrics, metric_sum};
+use crate::links;
 use crate::load::{self, Distribution, Kind, Live, LoadReport, LoadSpec};
 use crate::manifest::{self, Layout, Manifest};
 use crate::process::{Launcher, Processes, wait_healthy};
+use crate::shaper::LinkShape;
 use crate::status;
 
 /// How long `up` waits for every node to commit its first block.
@@ -27,6 +29,18 @@ pub struct UpArgs {
     pub accounts: usize,
     pub threads: Option<usize>,
     pub duration: Option<Duration>,
+    /// WAN conditions on every link (`--latency`, `--jitter`, `--bandwidth`); `None` for
+    /// plain loopback.
+    pub shape: Option<LinkShape>,
+}
+
+/// Prints a line, ignoring a closed stdout (`up | tee log` after Ctrl-C): `up` must go on to
+/// stop its nodes rather than die on the write.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
 }
 
 /// How many load accounts `up`'s own load uses: the top of the range, at most 1,000.
@@ -52,7 +66,7 @@ pub fn open_or_create(args: &UpArgs, launcher: &Launcher) -> Result<Manifest, St
                     args.validators
                 ));
             }
-            println!(
+            say!(
                 "reusing the testnet at {} ({} validators, its chain data kept)",
                 args.home.display(),
                 manifest.nodes.len()
@@ -75,7 +89,7 @@ pub fn open_or_create(args: &UpArgs, launcher: &Launcher) -> Result<Manifest, St
                     .unwrap_or_else(|| default_threads(args.validators)),
             };
             let manifest = manifest::create(&args.home, &layout).map_err(|e| e.to_string())?;
-            println!(
+            say!(
                 "wrote a testnet of {} validators to {}",
                 args.validators,
                 args.home.display()
@@ -86,7 +100,36 @@ pub fn open_or_create(args: &UpArgs, launcher: &Launcher) -> Result<Manifest, St
     }
 }
 
+/// SIGINT and SIGTERM, caught from `up`'s first step: a Ctrl-C that arrives while the nodes
+/// start (or just after `up` has said they commit) stops them like any other, rather than
+/// killing `up` by the default action.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self, String> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())
+                .map_err(|e| format!("SIGINT handler: {e}"))?,
+            terminate: signal(SignalKind::terminate())
+                .map_err(|e| format!("SIGTERM handler: {e}"))?,
+        })
+    }
+
+    /// Resolves at the next SIGINT or SIGTERM (one delivered earlier counts).
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
 pub async fn run_up(args: UpArgs) -> Result<(), String> {
+    let mut signals = StopSignals::install()?;
     let launcher = Launcher::resolve(args.weft_bin.as_deref())?;
     let manifest = open_or_create(&args, &launcher)?;
     // A reused testnet runs the binary named now, or the one it was made with.
@@ -95,12 +138,24 @@ pub async fn run_up(args: UpArgs) -> Result<(), String> {
     } else {
         Launcher::of(&manifest)
     };
+    let shaped = match args.shape {
+        Some(shape) => {
+            let shaped = links::start(&manifest, &args.home, shape)?;
+            say!(
+                "links shaped ({shape}): {} relays, each node dials its peers through them",
+                shaped.links.len()
+            );
+            Some(shaped)
+        }
+        None => None,
+    };
     let mut processes = Processes::new(manifest.clone(), launcher.clone());
+    processes.tie_to_parent();
     if let Err(e) = processes.start_all() {
         let _ = processes.stop_all();
         return Err(e.to_string());
     }
-    println!(
+    say!(
         "starting {} nodes ({}{}); logs under {}/node<i>/node.log",
         manifest.nodes.len(),
         launcher.program.display(),
@@ -112,13 +167,21 @@ pub async fn run_up(args: UpArgs) -> Result<(), String> {
         args.home.display()
     );
     let all: Vec<usize> = (0..manifest.nodes.len()).collect();
-    if let Err(e) = wait_healthy(&manifest, &all, 1, HEALTHY_WITHIN).await {
+    let healthy = tokio::select! {
+        healthy = wait_healthy(&manifest, &all, 1, HEALTHY_WITHIN) => healthy.map_err(|e| e.to_string()),
+        () = signals.recv() => Err("stopped before every node committed".to_string()),
+    };
+    if let Err(e) = healthy {
+        say!("stopping the nodes");
         let _ = tokio::task::block_in_place(|| processes.stop_all());
-        return Err(e.to_string());
+        if let Some(shaped) = shaped {
+            shaped.close().await;
+        }
+        return Err(e);
     }
-    println!("all {} nodes are committing", manifest.nodes.len());
+    say!("all {} nodes are committing", manifest.nodes.len());
     for node in &manifest.nodes {
-        println!(
+        say!(
             "  {}: RPC {}  metrics {}",
             node.name,
             node.rpc_url(),
@@ -141,23 +204,34 @@ pub async fn run_up(args: UpArgs) -> Result<(), String> {
             seed: 1,
         };
         let (manifest, live) = (manifest.clone(), Arc::clone(&live));
-        println!("loading at {} tx/s (transfers, uniform)", args.load);
+        say!("loading at {} tx/s (transfers, uniform)", args.load);
         tokio::spawn(async move { load::run(&manifest, &spec, live, stop_rx, false).await })
     });
-    println!("Ctrl-C stops every node");
-    let outcome = watch_until_stopped(&manifest, &mut processes, &live, args.duration).await;
+    say!("Ctrl-C stops every node");
+    let outcome = watch_until_stopped(
+        &manifest,
+        &mut processes,
+        &live,
+        &mut signals,
+        args.duration,
+    )
+    .await;
     let _ = stop_tx.send(true);
     if let Some(task) = load_task {
-        println!("stopping the load (its admitted txs get a few seconds to commit)");
+        say!("stopping the load (its admitted txs get a few seconds to commit)");
         match task.await {
-            Ok(Ok(report)) => println!("{}", report.summary()),
+            Ok(Ok(report)) => say!("{}", report.summary()),
             Ok(Err(e)) => eprintln!("load: {e}"),
             Err(e) => eprintln!("load task: {e}"),
         }
     }
-    println!("stopping the nodes");
-    tokio::task::block_in_place(|| processes.stop_all()).map_err(|e| e.to_string())?;
-    println!(
+    say!("stopping the nodes");
+    let stopped = tokio::task::block_in_place(|| processes.stop_all()).map_err(|e| e.to_string());
+    if let Some(shaped) = shaped {
+        shaped.close().await;
+    }
+    stopped?;
+    say!(
         "stopped; `weft-testnet up --home {}` resumes the chain",
         args.home.display()
     );
@@ -169,15 +243,11 @@ async fn watch_until_stopped(
     manifest: &Manifest,
     processes: &mut Processes,
     live: &Live,
+    signals: &mut StopSignals,
     duration: Option<Duration>,
 ) -> Result<(), String> {
-    use tokio::signal::unix::{SignalKind, signal};
-    // One long-lived stream per signal: a fresh `ctrl_c()` each turn would miss a signal
-    // delivered while the status line is being fetched.
-    let mut interrupt =
-        signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
-    let mut terminate =
-        signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    // The long-lived streams from `up`'s start: a fresh `ctrl_c()` each turn would miss a
+    // signal delivered while the status line is being fetched.
     let until = duration.map(|d| Instant::now() + d);
     let clients: Vec<NodeClient> = manifest
         .nodes
@@ -188,8 +258,7 @@ async fn watch_until_stopped(
     let mut last_total: Option<(f64, Instant)> = None;
     loop {
         tokio::select! {
-            _ = interrupt.recv() => return Ok(()),
-            _ = terminate.recv() => return Ok(()),
+            () = signals.recv() => return Ok(()),
             _ = tick.tick() => {}
         }
         if until.is_some_and(|u| Instant::now() >= u) {
@@ -198,11 +267,10 @@ async fn watch_until_stopped(
         // Nodes killed by `chaos` are this process's children: collect them.
         processes.reap();
         let line = tokio::select! {
-            _ = interrupt.recv() => return Ok(()),
-            _ = terminate.recv() => return Ok(()),
+            () = signals.recv() => return Ok(()),
             line = status_line(manifest, &clients, live, &mut last_total) => line,
         };
-        println!("{line}");
+        say!("{line}");
     }
 }
 

@@ -62,17 +62,19 @@ pub fn run(scenario: &Scenario) -> Report {
     }
     match catch_unwind(AssertUnwindSafe(|| world::Sim::new(scenario).run())) {
         Ok(report) => report,
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "a panic without a message".to_string());
-            Report {
-                seed: scenario.seed,
-                violations: vec![Violation::Panic(message)],
-                ..Report::default()
-            }
-        }
+        Err(payload) => Report {
+            seed: scenario.seed,
+            violations: vec![Violation::Panic(panic_message(payload.as_ref()))],
+            ..Report::default()
+        },
     }
+}
+
+/// The message a caught panic carried (for simulators that report a panic as a violation).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }

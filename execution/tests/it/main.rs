@@ -16,6 +16,9 @@
 //! the module's `REPLAY` table (those seeds run on every `cargo test`), or rerun with
 //! `PROPTEST_RNG_SEED=<n>` to repeat a whole proptest run.
 
+// A test unwraps: a panic is how it fails (production code may not; see Cargo.toml).
+#![allow(clippy::unwrap_used)]
+
 mod architecture;
 mod crash;
 mod hostile;

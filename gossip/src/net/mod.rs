@@ -13,6 +13,7 @@
 
 pub mod consensus;
 pub mod isolation;
+pub mod network;
 mod swarm;
 pub mod sync;
 pub mod txs;
@@ -36,6 +37,7 @@ use crate::score::{Offence, Scores, Verdict};
 use crate::semantic::{GossipMode, Routed, Router, RouterCounters};
 use crate::wire::Message;
 pub use consensus::CONSENSUS_PROTOCOL;
+pub use network::{NetworkId, NetworkMismatch};
 pub use sync::{SyncBlock, SyncError, SyncRequest, SyncResponse};
 pub use txs::TxVerdict;
 
@@ -110,12 +112,15 @@ pub struct GossipConfig {
     pub static_peers: Vec<Multiaddr>,
     pub mode: GossipMode,
     pub chain_id: String,
+    /// The hash of the node's genesis: with the chain id, the network a peer must belong to.
+    pub genesis_hash: [u8; 32],
     pub validators: ValidatorSet,
     pub limits: Limits,
 }
 
 impl GossipConfig {
-    /// Defaults: listen on 127.0.0.1 at a free port, semantic mode, no static peers.
+    /// Defaults: listen on 127.0.0.1 at a free port, semantic mode, no static peers, and a
+    /// genesis hash of zeros (tests and benchmarks; a node sets its genesis's hash).
     pub fn new(keypair: Keypair, chain_id: &str, validators: ValidatorSet) -> Self {
         GossipConfig {
             keypair,
@@ -123,9 +128,15 @@ impl GossipConfig {
             static_peers: Vec::new(),
             mode: GossipMode::Semantic,
             chain_id: chain_id.to_owned(),
+            genesis_hash: [0; 32],
             validators,
             limits: Limits::default(),
         }
+    }
+
+    /// The network this node belongs to, which its peers must share.
+    pub fn network(&self) -> NetworkId {
+        NetworkId::new(&self.chain_id, self.genesis_hash)
     }
 }
 
@@ -209,6 +220,8 @@ pub enum GossipEvent {
 pub enum NetError {
     #[error("static peer {0} does not end in /p2p/<peer id>")]
     PeerWithoutId(Multiaddr),
+    #[error("static peers named by DNS need the system's resolver configuration: {0}")]
+    Dns(String),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: Multiaddr, reason: String },
     #[error("transport setup failed: {0}")]
@@ -257,6 +270,7 @@ struct State {
 /// What the swarm task, the stream tasks and the handle share.
 struct Shared {
     chain_id: String,
+    network: NetworkId,
     block_check: Arc<dyn BlockCheck>,
     state: Mutex<State>,
     scores: Mutex<Scores<PeerId>>,
@@ -388,6 +402,11 @@ pub struct GossipHandle {
 impl GossipHandle {
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// The network this node belongs to (its chain id and genesis hash).
+    pub fn network(&self) -> &NetworkId {
+        &self.shared.network
     }
 
     /// The addresses the swarm listens on, each ending in `/p2p/<peer id>`.

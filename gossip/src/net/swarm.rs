@@ -1,6 +1,6 @@
 //! The swarm task: builds the libp2p stack and runs its event loop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +22,7 @@ use weft_consensus::{Height, Round};
 
 use super::consensus::{CONSENSUS_PROTOCOL, read_loop, write_loop};
 use super::isolation;
+use super::network::{NetworkId, NetworkMismatch};
 use super::sync::{SYNC_PROTOCOL, SYNC_RESPONSE_BYTES_MAX, SyncCodec, SyncRequest, SyncResponse};
 use super::txs::{TX_BATCH_BYTES_MAX, TxVerdict, batch_cost, decode_batch, encode_batch};
 use super::{
@@ -38,6 +39,15 @@ const COMMANDS_MAX: usize = 1_024;
 const BANNED_MAX: usize = 1_024;
 /// How often the task looks at redials, bans and the tx batch.
 const TICK: Duration = Duration::from_millis(10);
+/// How long a connected peer has to say which network it belongs to before it is dropped.
+const IDENTIFY_WITHIN: Duration = Duration::from_secs(10);
+/// How long a peer of another network stays connected once refused (heard from in nothing),
+/// so that our own statement reaches it and its operator's log says why too. Identify's "sent"
+/// is no signal that the peer has read it: a connection closed right after can lose it.
+const FOREIGN_PEER_GRACE: Duration = Duration::from_secs(2);
+/// How long a peer of another network is refused (it is redialled after, if it is a static
+/// peer, so a fixed genesis heals by itself and a wrong one is logged again).
+const FOREIGN_PEER_BAN: Duration = Duration::from_secs(60);
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -59,6 +69,14 @@ type PendingRequest = (
     PeerId,
     oneshot::Sender<Result<Vec<SyncBlock>, SyncError>>,
 );
+
+/// A connected peer that has not yet said which network it belongs to.
+struct Unconfirmed {
+    since: Instant,
+    /// Consensus streams it opened meanwhile (at most `streams_per_peer_max`), read once it is
+    /// confirmed.
+    streams: Vec<Stream>,
+}
 
 struct StaticPeer {
     addr: Multiaddr,
@@ -89,6 +107,14 @@ struct Task {
     /// The peers connected when the node was cut off, dialled once when it heals (at most
     /// `connections_max`; addresses come from identify's cache).
     reconnect: Vec<PeerId>,
+    network: NetworkId,
+    /// Connected peers that showed they belong to this network.
+    confirmed: HashSet<PeerId>,
+    /// Connected peers that have not yet (bounded by the connection limit).
+    unconfirmed: HashMap<PeerId, Unconfirmed>,
+    /// Peers of another network, refused, to be disconnected and banned at the deadline
+    /// (bounded by the connection limit).
+    foreign: HashMap<PeerId, Instant>,
 }
 
 fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
@@ -119,7 +145,8 @@ pub(super) async fn spawn(
         );
     }
     let limits = config.limits.clone();
-    let topic = IdentTopic::new(format!("weft/txs/{}", config.chain_id));
+    let network = config.network();
+    let topic = IdentTopic::new(network.tx_topic());
     let isolated = Arc::new(AtomicBool::new(false));
     let mut swarm = build_swarm(&config, &topic, isolated.clone())?;
     swarm
@@ -157,6 +184,7 @@ pub(super) async fn spawn(
     router.set_queue_max(limits.peer_queue_max, limits.peer_queue_bytes_max);
     let shared = Arc::new(Shared {
         chain_id: config.chain_id.clone(),
+        network: network.clone(),
         block_check: hooks.block_check.clone(),
         state: Mutex::new(State {
             router,
@@ -201,6 +229,10 @@ pub(super) async fn spawn(
         requests: HashMap::new(),
         isolated: false,
         reconnect: Vec::new(),
+        network,
+        confirmed: HashSet::new(),
+        unconfirmed: HashMap::new(),
+        foreign: HashMap::new(),
     };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
@@ -242,6 +274,53 @@ fn build_swarm(
     isolated: Arc<AtomicBool>,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let limits = &config.limits;
+    let idle = limits.idle_timeout;
+    let builder = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(setup)?;
+    let behaviour = |key: &libp2p::identity::Keypair| behaviour(config, key, isolated);
+    // The resolver reads the system's configuration (resolv.conf, hosts), which a node whose
+    // peers are all addresses does not need and may not have.
+    let mut swarm = if config.static_peers.iter().any(names_by_dns) {
+        builder
+            .with_dns()
+            .map_err(|e| NetError::Dns(e.to_string()))?
+            .with_behaviour(behaviour)
+            .map_err(setup)?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build()
+    } else {
+        builder
+            .with_behaviour(behaviour)
+            .map_err(setup)?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build()
+    };
+    swarm.behaviour_mut().txs.subscribe(topic).map_err(setup)?;
+    Ok(swarm)
+}
+
+/// Whether an address names its host by DNS (`/dns/…`, `/dns4/…`, `/dns6/…`, `/dnsaddr/…`).
+fn names_by_dns(addr: &Multiaddr) -> bool {
+    addr.iter().any(|protocol| {
+        matches!(
+            protocol,
+            Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) | Protocol::Dnsaddr(_)
+        )
+    })
+}
+
+fn behaviour(
+    config: &GossipConfig,
+    key: &libp2p::identity::Keypair,
+    isolated: Arc<AtomicBool>,
+) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+    let limits = &config.limits;
     let connection_limits = connection_limits::ConnectionLimits::default()
         .with_max_established(Some(limits.connections_max))
         .with_max_established_per_peer(Some(limits.connections_per_peer_max))
@@ -253,50 +332,33 @@ fn build_swarm(
         .max_transmit_size(TX_BATCH_BYTES_MAX + 16 * 1024)
         // Content addressing: the same batch from two origins is one message.
         .message_id_fn(|message| MessageId::from(blake3::hash(&message.data).as_bytes().to_vec()))
-        .build()
-        .map_err(setup)?;
+        .build()?;
     let sync_config = request_response::Config::default()
         .with_request_timeout(limits.sync_timeout)
         .with_max_concurrent_streams(limits.sync_in_flight_max);
-    let idle = limits.idle_timeout;
     let identify_cache = limits.connections_max.max(1) as usize;
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(setup)?
-        .with_behaviour(|key| {
-            let txs = gossipsub::Behaviour::new(
-                MessageAuthenticity::Signed(key.clone()),
-                gossipsub_config,
-            )?;
-            Ok(Behaviour {
-                isolation: isolation::Behaviour::new(isolated),
-                blocked: allow_block_list::Behaviour::default(),
-                limits: connection_limits::Behaviour::new(connection_limits),
-                // The cache holds the listen addresses peers report, so that a peer that
-                // dialled in can be dialled back by its id when an isolation heals.
-                identify: identify::Behaviour::new(
-                    identify::Config::new("/weft/1".to_owned(), key.public())
-                        .with_cache_size(identify_cache),
-                ),
-                streams: libp2p_stream::Behaviour::new(),
-                txs,
-                sync: request_response::Behaviour::with_codec(
-                    SyncCodec,
-                    [(SYNC_PROTOCOL, ProtocolSupport::Full)],
-                    sync_config,
-                ),
-            })
-        })
-        .map_err(setup)?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-        .build();
-    swarm.behaviour_mut().txs.subscribe(topic).map_err(setup)?;
-    Ok(swarm)
+    let txs =
+        gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossipsub_config)?;
+    Ok(Behaviour {
+        isolation: isolation::Behaviour::new(isolated),
+        blocked: allow_block_list::Behaviour::default(),
+        limits: connection_limits::Behaviour::new(connection_limits),
+        // The protocol version states this node's network, which each side checks
+        // (`network.rs`). The cache holds the listen addresses peers report, so that a peer
+        // that dialled in can be dialled back by its id when an isolation heals.
+        identify: identify::Behaviour::new(
+            identify::Config::new(config.network().protocol_version(), key.public())
+                .with_agent_version(format!("weft/{}", env!("CARGO_PKG_VERSION")))
+                .with_cache_size(identify_cache),
+        ),
+        streams: libp2p_stream::Behaviour::new(),
+        txs,
+        sync: request_response::Behaviour::with_codec(
+            SyncCodec,
+            [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+            sync_config,
+        ),
+    })
 }
 
 impl Task {
@@ -311,15 +373,32 @@ impl Task {
                     entry.backoff = self.limits.redial_min;
                     entry.next_dial = None;
                 }
-                self.ensure_peer(peer_id);
+                if self.confirmed.contains(&peer_id) {
+                    self.ensure_peer(peer_id);
+                } else {
+                    // Nothing flows until it says which network it belongs to.
+                    self.unconfirmed.entry(peer_id).or_insert(Unconfirmed {
+                        since: Instant::now(),
+                        streams: Vec::new(),
+                    });
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
                 ..
             } => {
+                self.confirmed.remove(&peer_id);
+                self.unconfirmed.remove(&peer_id);
+                self.foreign.remove(&peer_id);
                 self.remove_peer(&peer_id);
                 self.schedule_redial(&peer_id);
+            }
+            SwarmEvent::ConnectionClosed { peer_id, .. } => {
+                // Another connection to it remains (it came back before the old one closed).
+                // The writer's stream may be on the closed one, where a blocked write is never
+                // woken: it starts over on a fresh stream.
+                self.restart_writer(peer_id);
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer_id),
@@ -343,6 +422,10 @@ impl Task {
                 ..
             })) => {
                 tracing::debug!(%peer_id, agent = %info.agent_version, "identified");
+                match self.network.check(&info.protocol_version) {
+                    Ok(()) => self.confirm(peer_id),
+                    Err(mismatch) => self.refuse_foreign(peer_id, &mismatch),
+                }
             }
             _ => {}
         }
@@ -377,6 +460,25 @@ impl Task {
         self.shared.metrics.peers.set(state.peers.len() as i64);
     }
 
+    /// Replaces `peer`'s writer with a fresh one on a new stream; its queue is kept.
+    fn restart_writer(&mut self, peer: PeerId) {
+        let mut state = self.shared.state.lock();
+        let Some(entry) = state.peers.get_mut(&peer) else {
+            return;
+        };
+        entry.writer.abort();
+        let writing_since = Arc::new(AtomicU64::new(0));
+        entry.writer = tokio::spawn(write_loop(
+            self.shared.clone(),
+            self.control.clone(),
+            peer,
+            entry.slot,
+            entry.wake.clone(),
+            writing_since.clone(),
+        ));
+        entry.writing_since = writing_since;
+    }
+
     fn remove_peer(&mut self, peer: &PeerId) {
         let mut state = self.shared.state.lock();
         if let Some(entry) = state.peers.remove(peer) {
@@ -394,8 +496,57 @@ impl Task {
         }
     }
 
+    /// A connected peer showed it belongs to this network: consensus may flow both ways, and
+    /// the streams it opened meanwhile are read.
+    fn confirm(&mut self, peer: PeerId) {
+        if !self.swarm.is_connected(&peer) || !self.confirmed.insert(peer) {
+            return;
+        }
+        let held = self.unconfirmed.remove(&peer).map(|u| u.streams);
+        self.ensure_peer(peer);
+        for stream in held.into_iter().flatten() {
+            self.on_inbound_stream(peer, stream);
+        }
+    }
+
+    /// A peer of another network, or of none: nothing of it is heard, and after a short grace
+    /// (for our own statement to reach it) it is disconnected and refused for a while.
+    fn refuse_foreign(&mut self, peer: PeerId, mismatch: &NetworkMismatch) {
+        tracing::warn!(
+            %peer,
+            ours = %self.network,
+            "refusing a peer of another network: {mismatch}"
+        );
+        self.shared
+            .metrics
+            .semantic
+            .with_label_values(&["foreign_peers_refused"])
+            .inc();
+        self.confirmed.remove(&peer);
+        self.unconfirmed.remove(&peer);
+        self.remove_peer(&peer);
+        self.foreign
+            .entry(peer)
+            .or_insert_with(|| Instant::now() + FOREIGN_PEER_GRACE);
+    }
+
+    fn drop_foreign(&mut self, peer: PeerId) {
+        self.foreign.remove(&peer);
+        self.on_command(Command::Ban(peer, FOREIGN_PEER_BAN));
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
     fn on_inbound_stream(&mut self, peer: PeerId, stream: Stream) {
         if !self.swarm.is_connected(&peer) {
+            return;
+        }
+        if !self.confirmed.contains(&peer) {
+            // Held (a bounded few) until the peer says which network it belongs to.
+            if let Some(pending) = self.unconfirmed.get_mut(&peer)
+                && pending.streams.len() < self.limits.streams_per_peer_max as usize
+            {
+                pending.streams.push(stream);
+            }
             return;
         }
         self.ensure_peer(peer);
@@ -464,6 +615,7 @@ impl Task {
         if self.flush_at.is_some_and(|at| at <= now) {
             self.flush_txs();
         }
+        self.drop_silent_peers(now);
         let expired: Vec<PeerId> = self
             .banned
             .iter()
@@ -497,6 +649,31 @@ impl Task {
                 tracing::debug!(%peer, %error, "dial refused");
                 self.schedule_redial(&peer);
             }
+        }
+    }
+
+    /// Disconnects peers that have not said which network they belong to within
+    /// [`IDENTIFY_WITHIN`] (not Weft nodes, or stuck).
+    fn drop_silent_peers(&mut self, now: Instant) {
+        let silent: Vec<PeerId> = self
+            .unconfirmed
+            .iter()
+            .filter(|(_, pending)| now.duration_since(pending.since) > IDENTIFY_WITHIN)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in silent {
+            tracing::info!(%peer, "peer did not identify its network in time: disconnecting");
+            self.unconfirmed.remove(&peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        let due: Vec<PeerId> = self
+            .foreign
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in due {
+            self.drop_foreign(peer);
         }
     }
 
@@ -603,6 +780,10 @@ impl Task {
     }
 
     fn on_tx_batch(&mut self, source: PeerId, id: MessageId, data: Vec<u8>) {
+        if !self.confirmed.contains(&source) {
+            self.report(&id, &source, MessageAcceptance::Ignore);
+            return;
+        }
         let txs = match decode_batch(&data) {
             Ok(txs) => txs,
             Err(error) => {
@@ -674,6 +855,10 @@ impl Task {
                     },
                 ..
             } => {
+                if !self.confirmed.contains(&peer) {
+                    tracing::debug!(%peer, "sync request from an unconfirmed peer dropped");
+                    return;
+                }
                 if self.serving >= self.limits.sync_in_flight_max {
                     tracing::debug!(%peer, "sync request dropped: busy");
                     return;

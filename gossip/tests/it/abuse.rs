@@ -135,7 +135,7 @@ async fn far_future_and_flooded_votes_cost_the_peer_and_spare_the_height_in_prog
     let addr = target.listen_addrs()[0].clone();
     honest_votes_flow(&cluster, &delivered, 1000).await;
 
-    let mut far = RawPeer::connect(&addr).await.unwrap();
+    let mut far = RawPeer::connect(&addr, target.network()).await.unwrap();
     let to_ban = BAN_THRESHOLD.div_ceil(Offence::FarFuture.penalty()) as u64;
     for i in 0..2 * to_ban {
         let vote = cluster.vote(
@@ -165,7 +165,7 @@ async fn far_future_and_flooded_votes_cost_the_peer_and_spare_the_height_in_prog
     );
     honest_votes_flow(&cluster, &delivered, 1001).await;
 
-    let mut flood = RawPeer::connect(&addr).await.unwrap();
+    let mut flood = RawPeer::connect(&addr, target.network()).await.unwrap();
     let bound = VOTES_PER_SIGNER_HEIGHT_MAX as usize;
     let to_ban = BAN_THRESHOLD.div_ceil(Offence::VoteFlood.penalty()) as usize;
     let mut sent = 0;
@@ -210,7 +210,9 @@ async fn far_future_and_flooded_votes_cost_the_peer_and_spare_the_height_in_prog
 async fn oversized_frames_cost_the_peer_and_repeated_ones_ban_it() {
     let (cluster, delivered) = start(|_, _| {}).await;
     let target = cluster.members[0].handle.clone();
-    let mut raw = RawPeer::connect(&target.listen_addrs()[0]).await.unwrap();
+    let mut raw = RawPeer::connect(&target.listen_addrs()[0], target.network())
+        .await
+        .unwrap();
     let oversized = ((FRAME_BYTES_MAX + 1) as u32).to_le_bytes();
     raw.send(&oversized).await.unwrap();
     raw.send(&[0xAB; 64 * 1024]).await.unwrap();
@@ -275,7 +277,7 @@ async fn a_slow_reader_is_bounded_charged_and_dropped() {
     let addr = target.listen_addrs()[0].clone();
     let keypair = Keypair::generate_ed25519();
     let slow = keypair.public().to_peer_id();
-    let raw = RawPeer::connect_as(keypair.clone(), &addr, Inbound::Hold)
+    let raw = RawPeer::connect_as(keypair.clone(), &addr, target.network(), Inbound::Hold)
         .await
         .unwrap();
     stall(&cluster, &slow, 0).await;
@@ -314,7 +316,7 @@ async fn a_slow_reader_is_bounded_charged_and_dropped() {
     let returns = BAN_THRESHOLD.div_ceil(Offence::SlowReader.penalty()) - 1;
     for round in 1..=returns {
         let before = target.score(&slow);
-        let raw = RawPeer::connect_as(keypair.clone(), &addr, Inbound::Hold)
+        let raw = RawPeer::connect_as(keypair.clone(), &addr, target.network(), Inbound::Hold)
             .await
             .unwrap();
         stall(&cluster, &slow, round).await;
@@ -336,7 +338,9 @@ async fn a_slow_reader_is_bounded_charged_and_dropped() {
 async fn a_peer_opening_many_streams_is_capped_charged_and_banned() {
     let (cluster, delivered) = start(|_, _| {}).await;
     let target = cluster.members[0].handle.clone();
-    let mut raw = RawPeer::connect(&target.listen_addrs()[0]).await.unwrap();
+    let mut raw = RawPeer::connect(&target.listen_addrs()[0], target.network())
+        .await
+        .unwrap();
     let peer = raw.peer_id;
     let limit = Limits::default().streams_per_peer_max;
     // libp2p-stream hands inbound streams over through a one-slot channel and resets those

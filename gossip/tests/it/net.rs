@@ -171,7 +171,9 @@ async fn a_bad_signature_in_a_bundle_costs_only_itself_and_its_sender() {
     cluster.wait_connected(DEADLINE).await.unwrap();
     let seen = collect(&mut cluster);
     let target = cluster.members[0].handle.clone();
-    let mut raw = RawPeer::connect(&target.listen_addrs()[0]).await.unwrap();
+    let mut raw = RawPeer::connect(&target.listen_addrs()[0], target.network())
+        .await
+        .unwrap();
 
     let value = Some(ValueId([9; 32]));
     let votes: Vec<SignedVote> = (1..4)
@@ -471,14 +473,18 @@ async fn the_node_identity_comes_from_its_key_file_and_connections_are_limited()
     let (node, _events) = weft_gossip::spawn(config, Hooks::default()).await.unwrap();
     assert_eq!(node.peer_id(), expected);
 
-    let first = RawPeer::connect(&node.listen_addrs()[0]).await.unwrap();
+    let first = RawPeer::connect(&node.listen_addrs()[0], node.network())
+        .await
+        .unwrap();
     wait_for(
         || node.peers().len() == 1,
         || "the first peer never connected".into(),
     )
     .await;
     assert!(
-        RawPeer::connect(&node.listen_addrs()[0]).await.is_err(),
+        RawPeer::connect(&node.listen_addrs()[0], node.network())
+            .await
+            .is_err(),
         "a connection past the limit was accepted"
     );
     assert_eq!(node.peers().len(), 1);
@@ -507,7 +513,9 @@ async fn a_genuine_proposal_paired_with_another_block_is_refused() {
     cluster.wait_connected(DEADLINE).await.unwrap();
     let seen = collect(&mut cluster);
     let target = cluster.members[0].handle.clone();
-    let mut raw = RawPeer::connect(&target.listen_addrs()[0]).await.unwrap();
+    let mut raw = RawPeer::connect(&target.listen_addrs()[0], target.network())
+        .await
+        .unwrap();
     let proposal = cluster.proposal(1, Height(4), Round(0), AGREED);
     let forged = Message::Proposal {
         proposal,

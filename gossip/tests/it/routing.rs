@@ -220,3 +220,46 @@ fn a_flooding_signer_is_bounded() {
     }
     assert_eq!(proposals, PROPOSALS_PER_HEIGHT_MAX);
 }
+
+/// A peer whose height jumps past its window (back from block sync) dropped what it was sent
+/// for its new height: the router sends it again what it holds of that height. A peer that
+/// moves on by one height gets nothing twice.
+#[test]
+fn a_peer_back_from_block_sync_gets_its_new_heights_votes_again() {
+    for mode in [GossipMode::Plain, GossipMode::Semantic] {
+        back_from_block_sync(mode);
+    }
+}
+
+fn back_from_block_sync(mode: GossipMode) {
+    let mut router = Router::new(mode, validators(4), 3);
+    router.advertise(Height(9), Round(0));
+    let (source, jumper, stepper) = (0, 1, 2);
+    router.on_status(jumper, Height(3), Round(0));
+    router.on_status(stepper, Height(8), Round(0));
+    let mut at_nine = vote(VoteType::Prevote, 3, None);
+    at_nine.message.height = Height(9);
+    assert_eq!(router.on_verified(source, Message::Vote(at_nine)).len(), 1);
+    // A vote alone, or inside a bundle.
+    let votes = |batch: Vec<Message>| {
+        batch
+            .into_iter()
+            .map(|m| match m {
+                Message::Vote(v) => usize::from(v.message.height == Height(9)),
+                Message::Bundle(b) => b.votes().filter(|v| v.message.height == Height(9)).count(),
+                _ => 0,
+            })
+            .sum::<usize>()
+    };
+    // Relayed once to each (the jumper, at height 3, drops it: past its window).
+    assert_eq!(votes(router.drain(jumper)), 1);
+    assert_eq!(votes(router.drain(stepper)), 1);
+    router.on_status(jumper, Height(9), Round(0));
+    router.on_status(stepper, Height(9), Round(0));
+    assert_eq!(votes(router.drain(jumper)), 1, "sent again after the jump");
+    assert_eq!(
+        votes(router.drain(stepper)),
+        0,
+        "nothing twice for a step of one"
+    );
+}

@@ -102,11 +102,9 @@ fn setup(
     for i in 0..n {
         let home = dir.join(format!("node{i}"));
         init(&InitArgs {
-            home: home.clone(),
-            chain_id: CHAIN.into(),
-            moniker: format!("node{i}"),
             accounts: 1,
-            balance: 1,
+            p2p_listen: Some("/ip4/127.0.0.1/tcp/0".into()),
+            ..InitArgs::joining(&home, &format!("node{i}"))
         })
         .map_err(|e| e.to_string())?;
         nodes.push(Node {

@@ -115,3 +115,66 @@ async fn an_equivocators_evidence_is_committed() {
         node.stop();
     }
 }
+
+/// Peers that claim a height far ahead and never answer a sync request (or hosts cut off
+/// without their connections closing) cost the nodes they reach nothing but that request: two
+/// of four validators each hold one such peer, and the chain goes on. (The driver once waited
+/// out each 10 s request before voting again, and with two validators waiting no height could
+/// gather a quorum.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_claim_heights_and_never_answer_stall_nothing() {
+    use weft_gossip::Message;
+    use weft_gossip::cluster::RawPeer;
+    use weft_gossip::net::NetworkId;
+
+    const CHAIN: &str = "weft-silent";
+    // Measured on 2 cores: about 770 heights while the request waited; 13 when the driver
+    // waited with it.
+    const HEIGHTS_WHILE_WAITING_MIN: u64 = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = network(dir.path(), 4, CHAIN);
+    for node in &mut nodes {
+        node.start();
+    }
+    for node in &nodes {
+        node.wait_height(2).await;
+    }
+    let genesis = weft_genesis::Genesis::load(&nodes[0].home.genesis()).unwrap();
+    let network_id = NetworkId::new(CHAIN, genesis.hash());
+    let mut liars = Vec::new();
+    for node in &nodes[..2] {
+        let addr = node.peer_addr().parse().unwrap();
+        let mut liar = RawPeer::connect(&addr, &network_id).await.unwrap();
+        liar.hold_sync_requests().unwrap();
+        let claim = Message::Status {
+            height: weft_consensus::Height(node.height().await.unwrap() + 1_000),
+            round: weft_consensus::Round(0),
+        };
+        liar.send(&claim.to_frame()).await.unwrap();
+        liars.push(liar);
+    }
+    // Ordered, not timed: the heights decided before node 0's first request to its liar
+    // timed out. A node that waited the request out voted nothing meanwhile, and with two
+    // such nodes no height could gather a quorum.
+    let from = nodes[2].height().await.unwrap();
+    let until = Instant::now() + DEADLINE;
+    while !std::fs::read_to_string(nodes[0].log_path())
+        .unwrap_or_default()
+        .contains("sync request failed")
+    {
+        assert!(
+            Instant::now() < until,
+            "node 0 never asked its liar:\n{}",
+            nodes[0].log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let to = nodes[2].height().await.unwrap();
+    assert!(
+        to >= from + HEIGHTS_WHILE_WAITING_MIN,
+        "only {} heights were decided while node 0 waited on its liar; its log:\n{}",
+        to - from,
+        nodes[0].log_tail()
+    );
+    drop(liars);
+}

@@ -1,7 +1,8 @@
-//! A damaged disk. A WAL or proposal-block log whose tail is torn or overwritten is cut at its
-//! last good record and the node carries on. A chain database with damaged bytes is refused
-//! with an error that names it, or, where the damage hit nothing the node reads, used only
-//! after its checks pass: it never serves a block or state other than the ones committed.
+//! A damaged disk. A WAL (its entries and the blocks beside them) whose tail is torn or
+//! overwritten is cut at its last good record and the node carries on. A chain database with
+//! damaged bytes is refused with an error that names it, or, where the damage hit nothing the
+//! node reads, used only after its checks pass: it never serves a block or state other than
+//! the ones committed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -55,7 +56,7 @@ async fn a_torn_or_overwritten_wal_tail_is_cut_and_the_node_carries_on() {
     let (mut node, height, before) = committed_node(dir.path()).await;
     let data = data_dir(&node);
     for (round, damage) in ["torn", "overwritten"].into_iter().enumerate() {
-        for file in ["cs.wal", "cs.wal.blocks"] {
+        for file in ["cs.wal"] {
             let path = data.join(file);
             let mut bytes = std::fs::read(&path).unwrap();
             match damage {

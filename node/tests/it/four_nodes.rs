@@ -106,7 +106,7 @@ async fn four_validators_agree_and_a_killed_one_catches_up() {
 
 /// Every node stopped at the same moment, maybe between deciding a height and committing it,
 /// then restarted: each resumes from its WAL, and whoever decided still holds the block (the
-/// proposal-block log), so the chain carries on. Three rounds, to land in that window.
+/// blocks kept in its WAL), so the chain carries on. Three rounds, to land in that window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_four_stopped_together_resume_the_chain() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,6 +7,8 @@
 //! - `bad_input`: malformed JSON, unknown methods, wrong params, oversized bodies, malformed
 //!   txs, bad signatures, wrong chain ids, replayed nonces and a full mempool each get their
 //!   documented error, and the node keeps committing.
+//! - `ceremony`: operators form a network with the CLI from public keys only; a full node
+//!   joins later by DNS names and follows without signing; other networks are refused.
 //! - `byzantine`: a lying proposer's blocks are never committed; an equivocator's evidence
 //!   is.
 //! - `crash_points`: a validator stopped at 28 durable writes (WAL append, guard fsync, commit
@@ -15,12 +17,18 @@
 //!   chain database is refused with an error naming it, or used only if provably intact.
 //! - `rpc_abuse`: nested JSON, huge batches, slowloris and excess connections are bounded, and
 //!   the node keeps committing.
+//! - `test_hooks`: a plain build leaves the test switches out; the tests' builds have them.
+
+// A test unwraps: a panic is how it fails (production code may not; see Cargo.toml).
+#![allow(clippy::unwrap_used)]
 
 mod bad_input;
 mod byzantine;
+mod ceremony;
 mod crash_points;
 mod damaged_disk;
 mod four_nodes;
 mod one_node;
 mod rpc_abuse;
 mod support;
+mod test_hooks;

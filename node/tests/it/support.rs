@@ -37,7 +37,7 @@ impl TestNode {
     /// `weft init` into `dir`, then loopback ports and short timings.
     pub fn init(dir: &Path, chain_id: &str, moniker: &str) -> TestNode {
         let status = Command::new(WEFT)
-            .args(["init", "--home"])
+            .args(["init", "--single-validator", "--accounts", "4", "--home"])
             .arg(dir)
             .args(["--chain-id", chain_id, "--moniker", moniker])
             .stdout(Stdio::null())

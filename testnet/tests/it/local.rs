@@ -1,6 +1,7 @@
 //! The testnet tool end to end, as a user runs it: `up` in the background, `status`, `load`,
-//! `chaos --scenario all`, then Ctrl-C (SIGINT) to `up`, which stops every node. Real
-//! processes on 127.0.0.1; the nodes run from this package's binary in node mode.
+//! `chaos --scenario all`, then Ctrl-C (SIGINT) to `up`, which stops every node. And `up`
+//! whose output pipe closes, or that is killed outright, leaves no node running. Real
+//! processes on 127.0.0.1.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -12,7 +13,8 @@ use nix::unistd::Pid;
 use weft_testnet::manifest::Manifest;
 use weft_testnet::process::running_pid;
 
-const TESTNET: &str = env!("CARGO_BIN_EXE_weft-testnet");
+use crate::support::{TESTNET, network_lock};
+
 const VALIDATORS: usize = 4;
 
 /// A base port whose node ports (p2p, RPC, metrics for each node) are all free now.
@@ -70,6 +72,7 @@ impl Drop for Up {
 
 #[test]
 fn up_status_load_chaos_and_a_clean_stop() {
+    let _one_network = network_lock();
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("testnet");
     let base = free_base().to_string();
@@ -214,4 +217,69 @@ fn commands_on_a_missing_testnet_say_how_to_make_one() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("weft-testnet up"), "{command}: {stderr}");
     }
+}
+
+/// Starts `up` for a small testnet at `home` with its output on a pipe; returns once it says
+/// its nodes commit, with the pipe's read end.
+fn up_on_a_pipe(home: &Path, base: &str) -> (Child, std::process::ChildStdout) {
+    use std::io::Read;
+    let mut child = Command::new(TESTNET)
+        .args(["up", "--validators", "2", "--load", "0", "--accounts", "10"])
+        .args(["--threads", "1", "--base-port", base, "--home"])
+        .arg(home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    // `up` prints a line a second once healthy, so this read never waits long for ever.
+    while !String::from_utf8_lossy(&seen).contains("nodes are committing") {
+        let read = stdout.read(&mut buffer).unwrap();
+        assert!(
+            read > 0,
+            "up ended early:\n{}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buffer[..read]);
+    }
+    (child, stdout)
+}
+
+fn wait_nodes_gone(manifest: &Manifest, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while manifest.nodes.iter().any(|n| running_pid(n).is_some()) {
+        assert!(Instant::now() < deadline, "{what}: nodes still run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn up_leaves_no_node_running_when_its_pipe_closes_or_it_is_killed() {
+    let _one_network = network_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("testnet");
+    let base = free_base().to_string();
+
+    // `up | tee log`, then Ctrl-C: the pipe closes before `up` has said it stops.
+    let (mut up, stdout) = up_on_a_pipe(&home, &base);
+    let manifest = Manifest::load(&home).unwrap();
+    drop(stdout);
+    kill(Pid::from_raw(up.id() as i32), Signal::SIGINT).unwrap();
+    let exit = up.wait().unwrap();
+    assert!(
+        exit.success(),
+        "up failed once its output pipe closed: {exit}"
+    );
+    wait_nodes_gone(&manifest, "after SIGINT with a closed pipe");
+
+    // Killed outright: no handler runs, yet its nodes follow it.
+    let (mut up, _stdout) = up_on_a_pipe(&home, &base);
+    let pids: Vec<i32> = manifest.nodes.iter().filter_map(running_pid).collect();
+    assert_eq!(pids.len(), 2, "both nodes run");
+    up.kill().unwrap();
+    up.wait().unwrap();
+    wait_nodes_gone(&manifest, "after SIGKILL to up");
 }

@@ -1,0 +1,260 @@
+//! The accept loop: bounded connections, deadlines on request heads and bodies, and on
+//! writes to a client that stopped reading.
+
+use super::*;
+
+// jsonrpsee's own server counts requests in flight, not connections, and reads request heads
+// and bodies without a deadline (hyper's header-read timeout needs a timer it does not set), so
+// a client could hold any number of idle or trickling connections. This accept loop bounds
+// them: at most `rpc.max_connections` sockets (HTTP and WebSocket), each with deadlines on
+// reading a request head, reading its body, and writing to a client that stopped reading.
+
+/// The connection limits of `[rpc]`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ConnectionLimits {
+    pub(super) max_connections: usize,
+    pub(super) max_body_bytes: usize,
+    pub(super) header_read: Duration,
+    pub(super) body_read: Duration,
+    pub(super) write_stall: Duration,
+}
+
+/// What a connection over `rpc.max_connections` is told before it is closed.
+pub(super) const BUSY_RESPONSE: &str = concat!(
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n",
+    "Content-Length: 84\r\nConnection: close\r\n\r\n",
+    r#"{"jsonrpc":"2.0","error":{"code":-32009,"message":"Too many connections"},"id":null}"#,
+);
+/// A failed `accept` (say, out of file descriptors) is retried after this pause.
+pub(super) const ACCEPT_RETRY: Duration = Duration::from_millis(10);
+
+type JsonRpcService =
+    jsonrpsee::server::TowerService<tower::layer::util::Identity, tower::layer::util::Identity>;
+
+pub(super) async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    service: JsonRpcService,
+    stop: jsonrpsee::server::StopHandle,
+    limits: ConnectionLimits,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let stopped = stop.clone().shutdown();
+    tokio::pin!(stopped);
+    loop {
+        let socket = tokio::select! {
+            () = &mut stopped => return,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => socket,
+                Err(error) => {
+                    tracing::debug!(%error, "RPC accept failed");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            // Best effort: the socket is fresh, so its send buffer has room.
+            let _ = socket.try_write(BUSY_RESPONSE.as_bytes());
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let io = BoundedStream {
+            stream: socket,
+            write_stall: limits.write_stall,
+            stalled: None,
+            _slot: slot,
+        };
+        tokio::spawn(serve_connection(io, service.clone(), stop.clone(), limits));
+    }
+}
+
+/// Serves one connection: HTTP/1.1 (with upgrades to WebSocket), a deadline on each request
+/// head, and each body read whole within its deadline before jsonrpsee sees it.
+pub(super) async fn serve_connection(
+    io: BoundedStream,
+    service: JsonRpcService,
+    stop: jsonrpsee::server::StopHandle,
+    limits: ConnectionLimits,
+) {
+    let handler = hyper::service::service_fn(move |request| {
+        let service = service.clone();
+        handle_request(service, request, limits)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    let connection = builder
+        .serve_connection(hyper_util::rt::TokioIo::new(io), handler)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let stopped = stop.shutdown();
+    tokio::pin!(stopped);
+    let result = tokio::select! {
+        result = &mut connection => result,
+        () = &mut stopped => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "RPC connection closed");
+    }
+}
+
+type ServiceResult = Result<jsonrpsee::server::HttpResponse, jsonrpsee::core::BoxError>;
+
+pub(super) async fn handle_request(
+    mut service: JsonRpcService,
+    request: hyper::Request<hyper::body::Incoming>,
+    limits: ConnectionLimits,
+) -> ServiceResult {
+    match read_body_within(request, limits).await {
+        Ok(request) => tower::Service::call(&mut service, request).await,
+        Err(refusal) => refusal,
+    }
+}
+
+/// The request with its body read whole, at most a byte over `rpc.max_body_bytes` (jsonrpsee
+/// answers that with -32007), within `rpc.body_read_timeout_ms`; or the answer to give instead.
+/// A WebSocket upgrade passes as it is.
+pub(super) async fn read_body_within(
+    request: hyper::Request<hyper::body::Incoming>,
+    limits: ConnectionLimits,
+) -> Result<jsonrpsee::server::HttpRequest, ServiceResult> {
+    use hyper::body::Body as _;
+
+    if jsonrpsee::server::ws::is_upgrade_request(&request) {
+        return Ok(request.map(jsonrpsee::server::HttpBody::new));
+    }
+    let (parts, mut body) = request.into_parts();
+    let mut bytes = Vec::new();
+    let read = async {
+        while bytes.len() <= limits.max_body_bytes {
+            let frame =
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await;
+            match frame {
+                None => break,
+                Some(frame) => {
+                    if let Some(data) = frame?.data_ref() {
+                        bytes.extend_from_slice(data);
+                    }
+                }
+            }
+        }
+        Ok::<(), hyper::Error>(())
+    };
+    match tokio::time::timeout(limits.body_read, read).await {
+        Ok(Ok(())) => Ok(hyper::Request::from_parts(
+            parts,
+            jsonrpsee::server::HttpBody::from(bytes),
+        )),
+        // The connection broke mid-body: nothing to answer.
+        Ok(Err(error)) => Err(Err(error.into())),
+        Err(_) => Err(Ok(body_timeout_response(limits.body_read))),
+    }
+}
+
+pub(super) fn body_timeout_response(limit: Duration) -> jsonrpsee::server::HttpResponse {
+    let body = json!({
+        "jsonrpc": "2.0",
+        "error": {
+            "code": REQUEST_TIMEOUT_CODE,
+            "message": format!("the request body did not arrive within {} ms", limit.as_millis()),
+        },
+        "id": null,
+    });
+    hyper::Response::builder()
+        .status(hyper::StatusCode::REQUEST_TIMEOUT)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        // The unread rest of the body makes the connection unusable.
+        .header(hyper::header::CONNECTION, "close")
+        .body(jsonrpsee::server::HttpBody::from(body.to_string()))
+        .expect("a static status and headers")
+}
+
+/// A client's socket, holding its connection slot until it is dropped (after a WebSocket
+/// upgrade too), and failing a write that waits longer than `write_stall` for the client to
+/// read.
+pub(super) struct BoundedStream {
+    stream: tokio::net::TcpStream,
+    write_stall: Duration,
+    /// Running while writes wait on a full send buffer.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl BoundedStream {
+    /// Turns a pending write into an error once it has waited `write_stall`.
+    fn stall<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        poll: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        use std::task::Poll;
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.write_stall;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the client read nothing for {} ms", limit.as_millis()),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for BoundedStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for BoundedStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.stall(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.stall(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let poll = std::pin::Pin::new(&mut self.stream).poll_flush(cx);
+        self.stall(cx, poll)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
