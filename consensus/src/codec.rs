@@ -16,13 +16,14 @@
 //! be read as a message, or one chain's signature replayed on another. They are fixed by every
 //! signature already made, and stay as they are.
 
-use weft_codec::{DecodeError, Reader, put_u32, put_u64};
+use weft_codec::{DecodeError, Reader, put_u32, put_u64, put_varint};
 
 use crate::machine::LastSigned;
 use crate::types::{
     Height, Proposal, Round, Signature, Signed, SignedProposal, SignedVote, ValidatorId, ValueId,
     Vote, VoteType,
 };
+use crate::validators::{Validator, ValidatorSet, ValidatorSetError};
 
 const TAG_PROPOSAL: u8 = 0;
 const TAG_VOTE: u8 = 1;
@@ -188,6 +189,53 @@ pub fn read_last_signed(reader: &mut Reader<'_>) -> Result<LastSigned, DecodeErr
             tag,
         }),
     }
+}
+
+/// Bytes of one validator in an encoded set: id, power, priority.
+pub const VALIDATOR_BYTES: usize = 32 + 8 + 8;
+
+/// A validator set: a varint count, then per validator (strictly ascending by id) its id, power
+/// (u64) and proposer priority (i64 as u64). The priorities decide every proposer of the
+/// height, so a set read back proposes exactly as the one written.
+pub fn put_validator_set(out: &mut Vec<u8>, validators: &ValidatorSet) {
+    put_varint(out, validators.len() as u32);
+    for (validator, priority) in validators.validators().iter().zip(validators.priorities()) {
+        out.extend_from_slice(&validator.id.0);
+        put_u64(out, validator.power);
+        put_u64(out, *priority as u64);
+    }
+}
+
+/// Reads what [`put_validator_set`] wrote: at most `count_max` validators, one encoding per set.
+pub fn read_validator_set(
+    reader: &mut Reader<'_>,
+    count_max: u32,
+) -> Result<ValidatorSet, DecodeError> {
+    let count = reader.varint_max("validator count", count_max)?;
+    let capacity = (count as usize).min(reader.remaining() / VALIDATOR_BYTES);
+    let mut entries: Vec<(Validator, i64)> = Vec::with_capacity(capacity);
+    for _ in 0..count {
+        let id = ValidatorId(reader.array("validator id")?);
+        let power = reader.u64("power")?;
+        let priority = reader.u64("priority")? as i64;
+        if entries.last().is_some_and(|(last, _)| last.id >= id) {
+            return Err(DecodeError::Invalid {
+                what: "validators",
+                reason: "not strictly ascending",
+            });
+        }
+        entries.push((Validator { id, power }, priority));
+    }
+    ValidatorSet::with_priorities(entries).map_err(|error| DecodeError::Invalid {
+        what: "validator set",
+        reason: match error {
+            ValidatorSetError::Empty => "empty",
+            ValidatorSetError::ZeroPower(_) => "zero power",
+            ValidatorSetError::Duplicate(_) => "duplicate",
+            ValidatorSetError::TotalTooLarge => "total power too large",
+            ValidatorSetError::PriorityOutOfRange(_) => "priority out of range",
+        },
+    })
 }
 
 #[cfg(test)]

@@ -27,5 +27,7 @@ pub use types::{
     SignedProposal, SignedVote, Step, Timeout, TimeoutKind, TimeoutParams, ValidatorId, ValueId,
     Vote, VoteType, VotingPower,
 };
-pub use validators::{Validator, ValidatorSet, ValidatorSetError};
+pub use validators::{
+    HeightSets, UpdateError, Validator, ValidatorSet, ValidatorSetError, change_within_bound,
+};
 pub use wal::{WalEntry, replay};

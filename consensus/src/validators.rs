@@ -3,7 +3,9 @@
 
 use thiserror::Error;
 
-use crate::types::{Round, ValidatorId, VotingPower};
+use std::sync::Arc;
+
+use crate::types::{Height, Round, ValidatorId, VotingPower};
 
 /// The largest total power a set may have, as in CometBFT: priorities stay far from overflow.
 pub const TOTAL_VOTING_POWER_MAX: VotingPower = (i64::MAX / 8) as u64;
@@ -25,6 +27,28 @@ pub enum ValidatorSetError {
     TotalTooLarge,
     #[error("validator {0:?} has a proposer priority out of range")]
     PriorityOutOfRange(ValidatorId),
+}
+
+/// Why a change set cannot be applied to a validator set ([`ValidatorSet::apply_updates`]).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum UpdateError {
+    #[error("validator {0:?} appears twice in the changes")]
+    Duplicate(ValidatorId),
+    #[error("validator {0:?} is removed but is not in the set")]
+    UnknownRemoval(ValidatorId),
+    #[error("the changes leave the validator set empty")]
+    Empty,
+    #[error("the changes take the total voting power over {TOTAL_VOTING_POWER_MAX}")]
+    TotalTooLarge,
+}
+
+/// The most voting power one height's changes may move, as a fraction of the total before
+/// them: a third. `changed`, the sum over the changes of |new power - old power|, must satisfy
+/// `3 × changed ≤ total`. Then a quorum of the old set and a quorum of the new one share more
+/// than a third of the old power, so at least one honest validator is in both: a light client
+/// or a syncing node that trusts the old set can follow the change.
+pub fn change_within_bound(changed: u64, total: u64) -> bool {
+    u128::from(changed) * 3 <= u128::from(total)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -150,26 +174,115 @@ impl ValidatorSet {
         next
     }
 
+    /// This set with `changes` applied (a power of 0 removes a validator), as CometBFT's
+    /// `UpdateWithChangeSet`: a validator new to the set starts at priority −1.125 × the total
+    /// power after the changes (before removals), so it does not propose at once; a validator
+    /// whose power changes keeps its priority; then priorities are re-scaled to the window and
+    /// re-centred on zero. Refused: a key twice in `changes`, removing a key not in the set, an
+    /// empty result, and a total over [`TOTAL_VOTING_POWER_MAX`]. The bound on how much power
+    /// may move in one height is the caller's ([`ValidatorSet::power_moved`],
+    /// [`change_within_bound`]), so this stays CometBFT's transition exactly.
+    pub fn apply_updates(&self, changes: &[Validator]) -> Result<ValidatorSet, UpdateError> {
+        let mut sorted: Vec<Validator> = changes.to_vec();
+        sorted.sort_by_key(|v| v.id);
+        for pair in sorted.windows(2) {
+            if pair[0].id == pair[1].id {
+                return Err(UpdateError::Duplicate(pair[0].id));
+            }
+        }
+        // In CometBFT's order: an empty result first, then unknown removals, then the total.
+        let additions = sorted
+            .iter()
+            .filter(|c| c.power > 0 && self.index_of(&c.id).is_none())
+            .count();
+        let removals = sorted.iter().filter(|c| c.power == 0).count();
+        if additions == 0 && removals == self.len() {
+            return Err(UpdateError::Empty);
+        }
+        let mut removed: u128 = 0;
+        let mut after: u128 = u128::from(self.total);
+        for change in &sorted {
+            let old = self.power(&change.id);
+            match (change.power, old) {
+                (0, None) => return Err(UpdateError::UnknownRemoval(change.id)),
+                (0, Some(old)) => removed += u128::from(old),
+                (new, old) => after = after + u128::from(new) - u128::from(old.unwrap_or(0)),
+            }
+        }
+        if after - removed > u128::from(TOTAL_VOTING_POWER_MAX) {
+            return Err(UpdateError::TotalTooLarge);
+        }
+        // The total after the updates but before the removals: at most twice the largest total,
+        // so 1.125 × it still fits an i64.
+        let after_updates = after as i64;
+        let newcomer = -(after_updates + (after_updates >> 3));
+        let mut merged: Vec<(Validator, i64)> = Vec::with_capacity(self.len() + sorted.len());
+        let mut mine = self.validators.iter().zip(&self.priorities).peekable();
+        let mut theirs = sorted.iter().peekable();
+        loop {
+            let next = match (mine.peek(), theirs.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Err(mine.next().expect("peeked")),
+                (None, Some(_)) => Ok(theirs.next().expect("peeked")),
+                (Some((held, _)), Some(change)) => {
+                    if held.id < change.id {
+                        Err(mine.next().expect("peeked"))
+                    } else {
+                        if held.id == change.id {
+                            mine.next();
+                        }
+                        Ok(theirs.next().expect("peeked"))
+                    }
+                }
+            };
+            match next {
+                Err((held, priority)) => merged.push((*held, *priority)),
+                Ok(change) if change.power == 0 => {}
+                Ok(change) => {
+                    let priority = self
+                        .index_of(&change.id)
+                        .map_or(newcomer, |index| self.priorities[index]);
+                    merged.push((*change, priority));
+                }
+            }
+        }
+        if merged.is_empty() {
+            return Err(UpdateError::Empty);
+        }
+        let total: u64 = merged.iter().map(|(v, _)| v.power).sum();
+        let validators: Vec<Validator> = merged.iter().map(|(v, _)| *v).collect();
+        let mut priorities: Vec<i64> = merged.iter().map(|(_, p)| *p).collect();
+        rescale(&mut priorities, total);
+        centre(&mut priorities);
+        Ok(ValidatorSet {
+            validators,
+            priorities,
+            total,
+        })
+    }
+
+    /// The voting power `changes` would move: the sum of |new power − old power|.
+    pub fn power_moved(&self, changes: &[Validator]) -> u64 {
+        changes.iter().fold(0u64, |sum, change| {
+            let old = self.power(&change.id).unwrap_or(0);
+            sum.saturating_add(old.abs_diff(change.power))
+        })
+    }
+
+    /// Whether `other` holds the same validators with the same powers (priorities aside).
+    pub fn same_members(&self, other: &ValidatorSet) -> bool {
+        self.validators == other.validators
+    }
+
     /// One step of CometBFT's algorithm: rescale, centre, add each power, and take the highest
     /// priority (ties to the lowest id) as proposer, who then pays the total power.
     fn increment(&self, priorities: &mut [i64]) -> usize {
         let total = self.total as i64;
-        let (min, max) = priorities
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), &p| (lo.min(p), hi.max(p)));
-        let window = PRIORITY_WINDOW_FACTOR * total;
-        let spread = max - min;
-        if spread > window {
-            let ratio = (spread + window - 1) / window;
-            for priority in priorities.iter_mut() {
-                *priority /= ratio;
-            }
-        }
-        let sum: i128 = priorities.iter().map(|&p| i128::from(p)).sum();
-        let average = sum.div_euclid(priorities.len() as i128) as i64;
+        rescale(priorities, self.total);
+        centre(priorities);
         let mut proposer = 0;
         for (index, priority) in priorities.iter_mut().enumerate() {
-            *priority = *priority - average + self.validators[index].power as i64;
+            *priority += self.validators[index].power as i64;
         }
         for index in 1..priorities.len() {
             // Strictly greater wins, so on a tie the lower index (lower id) stays.
@@ -179,6 +292,87 @@ impl ValidatorSet {
         }
         priorities[proposer] -= total;
         proposer
+    }
+}
+
+/// The validator sets of a span of heights, each from its first height until the next one's: the
+/// checks that must use the set of a message's own height (gossip's signature checks and quorum
+/// counts) look the set up here. Priorities are those of each entry's first height.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeightSets {
+    /// Ascending by height, never empty.
+    entries: Vec<(Height, Arc<ValidatorSet>)>,
+}
+
+impl HeightSets {
+    /// One set for every height.
+    pub fn single(set: ValidatorSet) -> Self {
+        HeightSets {
+            entries: vec![(Height(0), Arc::new(set))],
+        }
+    }
+
+    /// Sets from their first heights; entries equal in members to the one before are merged.
+    /// `None` when `entries` is empty or not ascending.
+    pub fn new(entries: impl IntoIterator<Item = (Height, ValidatorSet)>) -> Option<Self> {
+        let mut out: Vec<(Height, Arc<ValidatorSet>)> = Vec::new();
+        for (height, set) in entries {
+            if let Some((last_height, last)) = out.last() {
+                if *last_height >= height {
+                    return None;
+                }
+                if last.same_members(&set) {
+                    continue;
+                }
+            }
+            out.push((height, Arc::new(set)));
+        }
+        (!out.is_empty()).then_some(HeightSets { entries: out })
+    }
+
+    /// The set of `height`: the entry with the greatest first height at or below it. `None`
+    /// below the first entry (a height too old to judge here).
+    pub fn at(&self, height: Height) -> Option<&ValidatorSet> {
+        let index = self.entries.partition_point(|(first, _)| *first <= height);
+        index
+            .checked_sub(1)
+            .map(|index| self.entries[index].1.as_ref())
+    }
+
+    /// The set of the highest heights known.
+    pub fn latest(&self) -> &ValidatorSet {
+        &self.entries.last().expect("never empty").1
+    }
+
+    /// Whether `id` is in any of the sets.
+    pub fn contains(&self, id: &ValidatorId) -> bool {
+        self.entries.iter().any(|(_, set)| set.power(id).is_some())
+    }
+}
+
+/// Divides every priority by the smallest integer that brings their spread within
+/// [`PRIORITY_WINDOW_FACTOR`] × `total` (CometBFT's `RescalePriorities`; Go's division, toward
+/// zero).
+fn rescale(priorities: &mut [i64], total: u64) {
+    let (min, max) = priorities
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &p| (lo.min(p), hi.max(p)));
+    let window = PRIORITY_WINDOW_FACTOR * total as i64;
+    let spread = max - min;
+    if spread > window {
+        let ratio = (spread + window - 1) / window;
+        for priority in priorities.iter_mut() {
+            *priority /= ratio;
+        }
+    }
+}
+
+/// Subtracts the average priority, rounded toward −∞ as CometBFT's `big.Int.Div` does.
+fn centre(priorities: &mut [i64]) {
+    let sum: i128 = priorities.iter().map(|&p| i128::from(p)).sum();
+    let average = sum.div_euclid(priorities.len() as i128) as i64;
+    for priority in priorities.iter_mut() {
+        *priority -= average;
     }
 }
 

@@ -31,9 +31,10 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
+use weft_consensus::codec::{VALIDATOR_BYTES, put_validator_set, read_validator_set};
 use weft_consensus::{
     Height, Input, Round, Timeout, TimeoutKind, TimeoutParams, Validator, ValidatorId,
-    ValidatorSet, ValidatorSetError, Validity, ValueId, WalEntry,
+    ValidatorSet, Validity, ValueId, WalEntry,
 };
 use weft_execution::codec::{DecodeError, Reader, check_cap, put_u32, put_u64, put_varint};
 use weft_gossip::wire::SIGNERS_MAX;
@@ -72,9 +73,6 @@ const ANY_RECORD_BYTES_MAX: usize = if RECORD_BYTES_MAX > BLOCK_RECORD_BYTES_MAX
 };
 /// Most validators in a StartHeight entry: as many as gossip accepts signers in a certificate.
 pub const VALIDATORS_MAX: u32 = SIGNERS_MAX;
-
-/// Bytes of one encoded validator: id, power, priority.
-const VALIDATOR_BYTES: usize = 32 + 8 + 8;
 
 const TAG_START_HEIGHT: u8 = 0;
 const TAG_PROPOSAL: u8 = 1;
@@ -399,7 +397,7 @@ pub fn encode(entry: &WalEntry) -> Vec<u8> {
         } => {
             out.push(TAG_START_HEIGHT);
             put_u64(&mut out, height.0);
-            encode_validators(&mut out, validators);
+            put_validator_set(&mut out, validators);
             encode_params(&mut out, params);
         }
         Input::Proposal { proposal, validity } => {
@@ -451,7 +449,7 @@ pub fn decode(bytes: &[u8]) -> Result<WalEntry, DecodeError> {
     let input = match reader.u8("WAL entry kind")? {
         TAG_START_HEIGHT => Input::StartHeight {
             height: Height(reader.u64("height")?),
-            validators: decode_validators(&mut reader)?,
+            validators: read_validator_set(&mut reader, VALIDATORS_MAX)?,
             params: decode_params(&mut reader)?,
         },
         TAG_PROPOSAL => {
@@ -485,46 +483,6 @@ pub fn decode(bytes: &[u8]) -> Result<WalEntry, DecodeError> {
     };
     reader.finish()?;
     Ok(WalEntry(input))
-}
-
-/// Validators sorted by id with their powers and proposer priorities: the priorities decide
-/// every proposer of the height, so the replayed machine needs them exactly.
-fn encode_validators(out: &mut Vec<u8>, validators: &ValidatorSet) {
-    put_varint(out, validators.len() as u32);
-    for (validator, priority) in validators.validators().iter().zip(validators.priorities()) {
-        out.extend_from_slice(&validator.id.0);
-        put_u64(out, validator.power);
-        put_u64(out, *priority as u64);
-    }
-}
-
-fn decode_validators(reader: &mut Reader<'_>) -> Result<ValidatorSet, DecodeError> {
-    let count = reader.varint_max("validator count", VALIDATORS_MAX)?;
-    let capacity = (count as usize).min(reader.remaining() / VALIDATOR_BYTES);
-    let mut entries: Vec<(Validator, i64)> = Vec::with_capacity(capacity);
-    for _ in 0..count {
-        let id = ValidatorId(reader.array("validator id")?);
-        let power = reader.u64("power")?;
-        let priority = reader.u64("priority")? as i64;
-        // Strictly ascending, as the set stores them: one encoding per set.
-        if entries.last().is_some_and(|(last, _)| last.id >= id) {
-            return Err(DecodeError::Invalid {
-                what: "validators",
-                reason: "not strictly ascending",
-            });
-        }
-        entries.push((Validator { id, power }, priority));
-    }
-    ValidatorSet::with_priorities(entries).map_err(|error| DecodeError::Invalid {
-        what: "validator set",
-        reason: match error {
-            ValidatorSetError::Empty => "empty",
-            ValidatorSetError::ZeroPower(_) => "zero power",
-            ValidatorSetError::Duplicate(_) => "duplicate",
-            ValidatorSetError::TotalTooLarge => "total power too large",
-            ValidatorSetError::PriorityOutOfRange(_) => "priority out of range",
-        },
-    })
 }
 
 fn encode_params(out: &mut Vec<u8>, params: &TimeoutParams) {

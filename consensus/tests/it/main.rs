@@ -4,6 +4,7 @@
 //! - `keeper`: tallies, thresholds, duplicates and equivocation.
 //! - `machine`: future-height buffering, evidence, WAL replay and the signing guard.
 //! - `purity`: the crate's sources use no clock, IO, threads or unseeded randomness.
+//! - `validators`: the set transition against CometBFT's published examples.
 //! - `sim`: thousands of simulator seeds with network and byzantine faults, checked for
 //!   agreement, validity, no double-sign and liveness; the checker can fail; targeted faults.
 
@@ -16,3 +17,4 @@ mod purity;
 mod rules;
 mod sim;
 mod support;
+mod validators;
