@@ -302,6 +302,8 @@ impl ValidatorSet {
 pub struct HeightSets {
     /// Ascending by height, never empty.
     entries: Vec<(Height, Arc<ValidatorSet>)>,
+    /// The highest height whose set is known: above it the set may yet change.
+    known_to: Height,
 }
 
 impl HeightSets {
@@ -309,30 +311,39 @@ impl HeightSets {
     pub fn single(set: ValidatorSet) -> Self {
         HeightSets {
             entries: vec![(Height(0), Arc::new(set))],
+            known_to: Height(u64::MAX),
         }
     }
 
-    /// Sets from their first heights; entries equal in members to the one before are merged.
-    /// `None` when `entries` is empty or not ascending.
+    /// Sets from their first heights, known up to the last entry's height; entries equal in
+    /// members to the one before are merged. `None` when `entries` is empty or not ascending.
     pub fn new(entries: impl IntoIterator<Item = (Height, ValidatorSet)>) -> Option<Self> {
         let mut out: Vec<(Height, Arc<ValidatorSet>)> = Vec::new();
+        let mut known_to = Height(0);
         for (height, set) in entries {
-            if let Some((last_height, last)) = out.last() {
-                if *last_height >= height {
-                    return None;
-                }
-                if last.same_members(&set) {
-                    continue;
-                }
+            if out.last().is_some() && known_to >= height {
+                return None;
+            }
+            known_to = height;
+            if out.last().is_some_and(|(_, last)| last.same_members(&set)) {
+                continue;
             }
             out.push((height, Arc::new(set)));
         }
-        (!out.is_empty()).then_some(HeightSets { entries: out })
+        (!out.is_empty()).then_some(HeightSets {
+            entries: out,
+            known_to,
+        })
     }
 
     /// The set of `height`: the entry with the greatest first height at or below it. `None`
-    /// below the first entry (a height too old to judge here).
+    /// below the first entry (a height too old to judge here) and above the last height known
+    /// (whose set a block not yet committed here may change): a message of such a height can
+    /// be neither trusted nor blamed.
     pub fn at(&self, height: Height) -> Option<&ValidatorSet> {
+        if height > self.known_to {
+            return None;
+        }
         let index = self.entries.partition_point(|(first, _)| *first <= height);
         index
             .checked_sub(1)

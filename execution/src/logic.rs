@@ -6,7 +6,7 @@
 //! failed tx changes no state, but the reads it made stay in its access set.
 
 use crate::state::{Account, StateKey, StateValue};
-use crate::tx::{Address, Payload, Transaction};
+use crate::tx::{Address, Payload, Transaction, VALIDATOR_COUNT_MAX, ValidatorKey};
 
 /// The outcome code of one tx. Anything but `Ok` leaves the state untouched.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -23,7 +23,22 @@ pub enum TxCode {
     NameTaken = 4,
     /// The recipient's balance would overflow.
     BalanceOverflow = 5,
+    /// A validator update from an account that is not the validator authority.
+    NotAuthority = 6,
+    /// A validator update removing (power 0) a key that is not a validator.
+    UnknownValidator = 7,
+    /// A validator update that would leave no validator.
+    EmptyValidatorSet = 8,
+    /// A validator update over the total power's limit, or past the most validators a set holds.
+    ValidatorLimit = 9,
+    /// A validator update moving more than a third of the total power (3 × |change| > total).
+    PowerChangeTooLarge = 10,
+    /// A validator update setting the power the validator already has: a duplicate.
+    ValidatorUnchanged = 11,
 }
+
+/// The largest total validator power: CometBFT's, so priorities never overflow.
+pub const VALIDATOR_TOTAL_POWER_MAX: u64 = (i64::MAX / 8) as u64;
 
 /// The per-tx result executors return.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -112,7 +127,77 @@ pub fn apply_tx<S: TxStore>(tx: &Transaction, store: &mut S) -> Result<TxCode, S
             }
             Ok(TxCode::Ok)
         }
+        Payload::ValidatorUpdate { validator, power } => {
+            update_validator(store, tx.sender, sender, *validator, *power)
+        }
     }
+}
+
+/// Sets a validator's scheduled power. The checks a single update can fail: the authority, an
+/// unknown removal, an empty set, the limits, the one-third bound against the scheduled total,
+/// and a no-op. (That one block carries at most one update, so one height's change stays within
+/// the bound, is the chain's rule: a block's validity, not a tx's outcome.)
+fn update_validator<S: TxStore>(
+    store: &mut S,
+    from: Address,
+    mut sender: Account,
+    validator: ValidatorKey,
+    power: u64,
+) -> Result<TxCode, S::Error> {
+    let authority = match store.read(&StateKey::ValidatorAuthority)? {
+        Some(StateValue::Authority(authority)) => Some(authority),
+        None => None,
+        Some(other) => unreachable!("authority key holds {other:?}"),
+    };
+    if authority != Some(from) {
+        return Ok(TxCode::NotAuthority);
+    }
+    let key = StateKey::Validator(validator);
+    // The state has no deletions: a removed validator keeps its key at power 0.
+    let old = match store.read(&key)? {
+        Some(StateValue::ValidatorPower(0)) | None => None,
+        Some(StateValue::ValidatorPower(power)) => Some(power),
+        Some(other) => unreachable!("validator key holds {other:?}"),
+    };
+    let (total, count) = match store.read(&StateKey::ValidatorTotals)? {
+        Some(StateValue::ValidatorTotals { total, count }) => (total, count),
+        None => (0, 0),
+        Some(other) => unreachable!("validator totals key holds {other:?}"),
+    };
+    let code = match (old, power) {
+        (None, 0) => Some(TxCode::UnknownValidator),
+        (Some(old), new) if old == new => Some(TxCode::ValidatorUnchanged),
+        (Some(_), 0) if count <= 1 => Some(TxCode::EmptyValidatorSet),
+        (None, _) if count >= VALIDATOR_COUNT_MAX => Some(TxCode::ValidatorLimit),
+        _ => None,
+    };
+    if let Some(code) = code {
+        return Ok(code);
+    }
+    let old_power = old.unwrap_or(0);
+    let new_total = u128::from(total) + u128::from(power) - u128::from(old_power);
+    if new_total > u128::from(VALIDATOR_TOTAL_POWER_MAX) {
+        return Ok(TxCode::ValidatorLimit);
+    }
+    if u128::from(old_power.abs_diff(power)) * 3 > u128::from(total) {
+        return Ok(TxCode::PowerChangeTooLarge);
+    }
+    let count = match (old, power) {
+        (None, _) => count + 1,
+        (Some(_), 0) => count - 1,
+        _ => count,
+    };
+    sender.nonce += 1;
+    write_account(store, from, sender)?;
+    store.write(&key, StateValue::ValidatorPower(power))?;
+    store.write(
+        &StateKey::ValidatorTotals,
+        StateValue::ValidatorTotals {
+            total: new_total as u64,
+            count,
+        },
+    )?;
+    Ok(TxCode::Ok)
 }
 
 /// Moves `amount` from `from` (already read as `sender`) to `to`, bumping the sender's nonce.

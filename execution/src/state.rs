@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 use crate::codec::{DecodeError, Reader, put_u64};
 use crate::lattice::{LtHash, StateRoot};
 use crate::storage::StorageError;
-use crate::tx::{Address, Name};
+use crate::tx::{Address, Name, ValidatorKey};
 
 /// A key in the state. The derived order is the canonical one used by access sets.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -17,6 +17,12 @@ pub enum StateKey {
     Account(Address),
     Name(Name),
     WorkSlot(u64),
+    /// A validator's scheduled voting power (absent: not a validator).
+    Validator(ValidatorKey),
+    /// The scheduled validator set's total power and size.
+    ValidatorTotals,
+    /// The account allowed to change the validator set.
+    ValidatorAuthority,
 }
 
 impl StateKey {
@@ -34,6 +40,12 @@ impl StateKey {
                 out.push(2);
                 out.extend_from_slice(&slot.to_be_bytes());
             }
+            StateKey::Validator(key) => {
+                out.push(3);
+                out.extend_from_slice(&key.0);
+            }
+            StateKey::ValidatorTotals => out.push(4),
+            StateKey::ValidatorAuthority => out.push(5),
         }
     }
 
@@ -50,6 +62,11 @@ impl StateKey {
             2 => Ok(StateKey::WorkSlot(u64::from_be_bytes(
                 reader.array("work slot")?,
             ))),
+            3 => Ok(StateKey::Validator(ValidatorKey::new(
+                reader.array("validator key")?,
+            )?)),
+            4 => Ok(StateKey::ValidatorTotals),
+            5 => Ok(StateKey::ValidatorAuthority),
             tag => Err(DecodeError::UnknownTag {
                 what: "state key kind",
                 tag,
@@ -78,6 +95,9 @@ pub enum StateValue {
     Account(Account),
     NameOwner(Address),
     WorkDigest([u8; 32]),
+    ValidatorPower(u64),
+    ValidatorTotals { total: u64, count: u32 },
+    Authority(Address),
 }
 
 impl StateValue {
@@ -95,6 +115,19 @@ impl StateValue {
             StateValue::WorkDigest(digest) => {
                 out.push(2);
                 out.extend_from_slice(digest);
+            }
+            StateValue::ValidatorPower(power) => {
+                out.push(3);
+                put_u64(out, *power);
+            }
+            StateValue::ValidatorTotals { total, count } => {
+                out.push(4);
+                put_u64(out, *total);
+                out.extend_from_slice(&count.to_le_bytes());
+            }
+            StateValue::Authority(address) => {
+                out.push(5);
+                out.extend_from_slice(&address.0);
             }
         }
     }
@@ -114,6 +147,12 @@ impl StateValue {
             }),
             1 => StateValue::NameOwner(Address(reader.array("name owner")?)),
             2 => StateValue::WorkDigest(reader.array("work digest")?),
+            3 => StateValue::ValidatorPower(reader.u64("validator power")?),
+            4 => StateValue::ValidatorTotals {
+                total: reader.u64("total power")?,
+                count: u32::from_le_bytes(reader.array("validator count")?),
+            },
+            5 => StateValue::Authority(Address(reader.array("authority")?)),
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "state value kind",
@@ -132,6 +171,12 @@ impl StateValue {
             (StateKey::Account(_), StateValue::Account(_))
                 | (StateKey::Name(_), StateValue::NameOwner(_))
                 | (StateKey::WorkSlot(_), StateValue::WorkDigest(_))
+                | (StateKey::Validator(_), StateValue::ValidatorPower(_))
+                | (
+                    StateKey::ValidatorTotals,
+                    StateValue::ValidatorTotals { .. }
+                )
+                | (StateKey::ValidatorAuthority, StateValue::Authority(_))
         )
     }
 }

@@ -8,6 +8,7 @@
 //!   kind 1 RegisterName  payload: name_len u8 | name bytes
 //!   kind 2 PayName       payload: name_len u8 | name bytes | amount u64
 //!   kind 3 Work          payload: slot_count u8 | slots u64 each, strictly ascending | rounds u32
+//!   kind 4 ValidatorUpdate payload: validator ed25519 public key [32] | power u64
 //! ```
 //!
 //! The signature covers [`TX_SIGN_DOMAIN`] followed by everything before the signature, so it
@@ -30,6 +31,8 @@ pub const NAME_BYTES_MAX: usize = 32;
 pub const WORK_SLOTS_MAX: usize = 8;
 /// Most hashing rounds one work tx may ask for (about 100 µs of blake3 on this machine's cores).
 pub const WORK_ROUNDS_MAX: u32 = 4_000;
+/// Most validators a set may hold: as many as gossip accepts signers in one certificate.
+pub const VALIDATOR_COUNT_MAX: u32 = 10_000;
 /// Domain separation for transaction signatures.
 pub const TX_SIGN_DOMAIN: &[u8] = b"weft/tx/v1";
 
@@ -48,6 +51,28 @@ impl fmt::Debug for Address {
 impl From<&SigningKey> for Address {
     fn from(key: &SigningKey) -> Self {
         Address(key.verifying_key().to_bytes())
+    }
+}
+
+/// A validator's consensus key: an ed25519 public key (a valid curve point; decoding checks).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ValidatorKey(pub [u8; 32]);
+
+impl ValidatorKey {
+    /// The key, if `bytes` are an ed25519 public key.
+    pub fn new(bytes: [u8; 32]) -> Result<Self, DecodeError> {
+        ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+            .map(|_| ValidatorKey(bytes))
+            .map_err(|_| DecodeError::Invalid {
+                what: "validator key",
+                reason: "not an ed25519 public key",
+            })
+    }
+}
+
+impl fmt::Debug for ValidatorKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ValidatorKey({})", short_hex(&self.0))
     }
 }
 
@@ -201,6 +226,9 @@ pub enum Payload {
     PayName { name: Name, amount: u64 },
     /// Benchmark work: hash the slots' values for `rounds` rounds, then write the digest back.
     Work { slots: WorkSlots, rounds: u32 },
+    /// Set `validator`'s voting power to `power` (0 removes it), from the height after next.
+    /// Only the genesis's validator authority may send it.
+    ValidatorUpdate { validator: ValidatorKey, power: u64 },
 }
 
 impl Payload {
@@ -210,6 +238,7 @@ impl Payload {
             Payload::RegisterName { .. } => 1,
             Payload::PayName { .. } => 2,
             Payload::Work { .. } => 3,
+            Payload::ValidatorUpdate { .. } => 4,
         }
     }
 
@@ -232,6 +261,10 @@ impl Payload {
                 }
                 put_u32(out, *rounds);
             }
+            Payload::ValidatorUpdate { validator, power } => {
+                out.extend_from_slice(&validator.0);
+                put_u64(out, *power);
+            }
         }
     }
 
@@ -250,6 +283,10 @@ impl Payload {
                 amount: reader.u64("amount")?,
             }),
             3 => decode_work(reader),
+            4 => Ok(Payload::ValidatorUpdate {
+                validator: ValidatorKey::new(reader.array("validator key")?)?,
+                power: reader.u64("power")?,
+            }),
             tag => Err(DecodeError::UnknownTag {
                 what: "payload kind",
                 tag,

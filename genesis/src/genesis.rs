@@ -43,6 +43,7 @@ use weft_consensus::validators::TOTAL_VOTING_POWER_MAX;
 use weft_consensus::{TimeoutParams, Validator, ValidatorId, ValidatorSet};
 use weft_execution::access::BLOCK_TXS_MAX;
 use weft_execution::tx::TX_BYTES_MAX;
+use weft_execution::tx::ValidatorKey;
 use weft_execution::{Account, Address, ChainId, DecodeError, MemoryState, StateKey, StateValue};
 
 /// Largest genesis file read. [`VALIDATORS_MAX`] and [`ACCOUNTS_MAX`] keep a valid genesis,
@@ -141,6 +142,8 @@ pub enum GenesisProblem {
     DuplicateAddress { address: String },
     #[error("the balances add up to more than {}", u64::MAX)]
     TotalBalanceTooLarge,
+    #[error("validator_authority {defect}")]
+    MalformedAuthority { defect: KeyDefect },
 }
 
 /// Why a hex public key (a validator's `pub_key`, an account's `address`) was refused.
@@ -304,6 +307,10 @@ pub struct Genesis {
     pub consensus: ConsensusParams,
     pub validators: Vec<GenesisValidator>,
     pub accounts: Vec<GenesisAccount>,
+    /// The account (hex ed25519 public key) whose `ValidatorUpdate` txs change the validator
+    /// set while the chain runs; without one the set stays as genesis made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validator_authority: Option<String>,
 }
 
 fn fail(path: &Path, problem: impl Into<GenesisProblem>) -> GenesisError {
@@ -343,6 +350,7 @@ impl Genesis {
                     balance,
                 })
                 .collect(),
+            validator_authority: None,
         };
         genesis.validate()?;
         Ok(genesis)
@@ -466,7 +474,18 @@ impl Genesis {
         }
         self.consensus.validate()?;
         validate_validators(&self.validators, completeness)?;
-        validate_accounts(&self.accounts)
+        validate_accounts(&self.accounts)?;
+        self.authority()
+            .map(|_| ())
+            .map_err(|defect| GenesisProblem::MalformedAuthority { defect })
+    }
+
+    /// The validator authority's address, if the genesis names one.
+    pub fn authority(&self) -> Result<Option<Address>, KeyDefect> {
+        self.validator_authority
+            .as_deref()
+            .map(|hex| decode_public_key(hex).map(Address))
+            .transpose()
     }
 
     /// A genesis to assemble: no validators and no accounts yet, starting at `initial_height`.
@@ -483,9 +502,19 @@ impl Genesis {
             consensus,
             validators: Vec::new(),
             accounts: Vec::new(),
+            validator_authority: None,
         };
         genesis.validate_draft()?;
         Ok(genesis)
+    }
+
+    /// Names the account allowed to change the validator set (hex ed25519 public key), refusing
+    /// a malformed one and leaving the genesis as it was.
+    pub fn set_authority(&mut self, address_hex: &str) -> Result<(), GenesisProblem> {
+        decode_public_key(address_hex)
+            .map_err(|defect| GenesisProblem::MalformedAuthority { defect })?;
+        self.validator_authority = Some(address_hex.to_ascii_lowercase());
+        Ok(())
     }
 
     /// Adds a validator, refusing (and leaving the genesis as it was) a malformed key, a name or
@@ -593,6 +622,11 @@ impl Genesis {
             hasher.update(&address.0);
             hasher.update(&balance.to_le_bytes());
         }
+        // Appended only when present, so a genesis without one hashes as it always did.
+        if let Some(authority) = self.authority().expect("a validated authority") {
+            hasher.update(b"validator_authority");
+            hasher.update(&authority.0);
+        }
         *hasher.finalize().as_bytes()
     }
 
@@ -629,10 +663,30 @@ impl Genesis {
 
     /// The state before the first block: each account with its balance and nonce 0.
     pub fn initial_state(&self) -> MemoryState {
-        MemoryState::from_pairs(self.account_pairs().map(|(address, balance)| {
+        let accounts = self.account_pairs().map(|(address, balance)| {
             let account = Account { balance, nonce: 0 };
             (StateKey::Account(address), StateValue::Account(account))
-        }))
+        });
+        // The scheduled validator set lives in the state, where `ValidatorUpdate` txs change it.
+        let validators = self.validators.iter().map(|v| {
+            let key = ValidatorKey(v.public_key().expect("a validated pub_key"));
+            (
+                StateKey::Validator(key),
+                StateValue::ValidatorPower(v.power),
+            )
+        });
+        let totals = (
+            StateKey::ValidatorTotals,
+            StateValue::ValidatorTotals {
+                total: self.total_power(),
+                count: self.validators.len() as u32,
+            },
+        );
+        let authority = self
+            .authority()
+            .expect("a validated authority")
+            .map(|address| (StateKey::ValidatorAuthority, StateValue::Authority(address)));
+        MemoryState::from_pairs(accounts.chain(validators).chain([totals]).chain(authority))
     }
 
     fn account_pairs(&self) -> impl Iterator<Item = (Address, u64)> + '_ {

@@ -22,7 +22,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use weft_consensus::{Height, Round, SignedVote, ValidatorId, ValidatorSet, ValueId, VoteType};
+use weft_consensus::{
+    Height, HeightSets, Round, SignedVote, ValidatorId, ValidatorSet, ValueId, VoteType,
+};
 
 use crate::wire::{Message, VoteBundle};
 
@@ -110,7 +112,8 @@ struct Peer {
 #[derive(Clone, Debug)]
 pub struct Router {
     mode: GossipMode,
-    validators: ValidatorSet,
+    /// The validator set of each height, for quorum counts.
+    validators: HeightSets,
     peers: Vec<Peer>,
     /// Votes handled (delivered and relayed), by topic.
     votes: BTreeMap<Topic, BTreeMap<ValidatorId, SignedVote>>,
@@ -144,7 +147,7 @@ impl Router {
     pub fn new(mode: GossipMode, validators: ValidatorSet, peers: usize) -> Self {
         Router {
             mode,
-            validators,
+            validators: HeightSets::single(validators),
             peers: vec![Peer::default(); peers],
             votes: BTreeMap::new(),
             per_signer: BTreeMap::new(),
@@ -223,11 +226,11 @@ impl Router {
     }
 
     /// Replaces the validator set (at a height where it changes).
-    pub fn set_validators(&mut self, validators: ValidatorSet) {
+    pub fn set_validators(&mut self, validators: HeightSets) {
         self.validators = validators;
     }
 
-    pub fn validators(&self) -> &ValidatorSet {
+    pub fn validators(&self) -> &HeightSets {
         &self.validators
     }
 
@@ -535,11 +538,12 @@ impl Router {
 
     fn quorum(&self, topic: &Topic) -> Option<Vec<SignedVote>> {
         let votes = self.votes.get(topic)?;
+        let validators = self.validators.at(topic.0)?;
         let power: u64 = votes
             .keys()
-            .filter_map(|validator| self.validators.power(validator))
+            .filter_map(|validator| validators.power(validator))
             .sum();
-        self.validators
+        validators
             .is_quorum(power)
             .then(|| votes.values().copied().collect())
     }

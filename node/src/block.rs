@@ -39,6 +39,8 @@ pub struct Header {
     pub state_root: StateRoot,
     pub last_commit_hash: [u8; 32],
     pub validators_hash: [u8; 32],
+    /// The validator set of the next height (CometBFT's `next_validators_hash`).
+    pub next_validators_hash: [u8; 32],
     pub evidence_hash: [u8; 32],
 }
 
@@ -81,6 +83,7 @@ impl Header {
             state_root: StateRoot([9; 32]),
             last_commit_hash: [0; 32],
             validators_hash: [8; 32],
+            next_validators_hash: [8; 32],
             evidence_hash: [0; 32],
         }
     }
@@ -99,6 +102,7 @@ impl Header {
         out.extend_from_slice(&self.state_root.0);
         out.extend_from_slice(&self.last_commit_hash);
         out.extend_from_slice(&self.validators_hash);
+        out.extend_from_slice(&self.next_validators_hash);
         out.extend_from_slice(&self.evidence_hash);
         out
     }
@@ -121,6 +125,7 @@ impl Header {
             state_root: StateRoot(reader.array("state root")?),
             last_commit_hash: reader.array("last commit hash")?,
             validators_hash: reader.array("validators hash")?,
+            next_validators_hash: reader.array("next validators hash")?,
             evidence_hash: reader.array("evidence hash")?,
         })
     }

@@ -259,6 +259,16 @@ pub fn add_account(path: &Path, address: &str, balance: u64) -> Result<Genesis, 
     Ok(genesis)
 }
 
+/// Names the validator authority of the genesis at `path`.
+pub fn set_authority(path: &Path, address: &str) -> Result<Genesis, CeremonyError> {
+    let mut genesis = Genesis::load_draft(path)?;
+    genesis
+        .set_authority(address)
+        .map_err(|problem| genesis_error(path, problem))?;
+    genesis.save_draft(path)?;
+    Ok(genesis)
+}
+
 fn genesis_error(path: &Path, problem: GenesisProblem) -> CeremonyError {
     CeremonyError::Genesis(GenesisError {
         path: path.to_owned(),

@@ -12,9 +12,13 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use thiserror::Error;
+use weft_consensus::codec::{put_validator_set, read_validator_set};
 use weft_consensus::{
-    CommitCertificate, Evidence, Height, SignedVote, ValidatorId, ValidatorSet, ValueId, VoteType,
+    CommitCertificate, Evidence, Height, HeightSets, SignedVote, Validator, ValidatorId,
+    ValidatorSet, ValueId, VoteType, change_within_bound,
 };
+use weft_execution::codec::Reader;
+use weft_execution::tx::{Payload, VALIDATOR_COUNT_MAX};
 use weft_execution::{
     Account, Address, BlockError, BlockOutcome, ChainId, ExecutorConfig, ParallelExecutor,
     SledStorage, StateKey, StateValue, StateView, Storage, StorageError, Transaction, TxCode,
@@ -38,6 +42,8 @@ const AUX_TX: u8 = 0x12;
 const AUX_HASH: u8 = 0x13;
 const AUX_RESULTS: u8 = 0x14;
 const AUX_EVIDENCE: u8 = 0x15;
+/// The validator set (with priorities) of a height, written with the block two heights before.
+const AUX_VALIDATORS: u8 = 0x16;
 
 #[derive(Debug, Error)]
 pub enum ChainError {
@@ -66,6 +72,10 @@ pub enum Invalid {
     Proposer(ValidatorId),
     #[error("validator set hash does not match")]
     ValidatorsHash,
+    #[error("next validator set hash does not match")]
+    NextValidatorsHash,
+    #[error("validator updates: {0}")]
+    ValidatorUpdates(String),
     #[error("{txs} txs or {bytes} bytes is over the block limits")]
     TooLarge { txs: usize, bytes: usize },
     #[error("tx {index} is for another chain")]
@@ -102,6 +112,10 @@ pub struct Committed {
     pub block: SealedBlock,
     pub outcome: BlockOutcome,
     pub tx_hashes: Vec<TxHash>,
+    /// The validator updates the block made (they take effect two heights on).
+    pub validator_updates: Vec<Validator>,
+    /// The validator sets of this height and the two after it.
+    pub sets: HeightSets,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -114,13 +128,75 @@ struct Last {
 struct Validated {
     block: SealedBlock,
     outcome: BlockOutcome,
+    /// The set of the height after next, with this block's validator updates applied.
+    after_next: ValidatorSet,
+}
+
+/// The validator sets around the last committed height `L`: of `L` (none before the first
+/// block), of `L + 1` (the height consensus works on), and of `L + 2` (fixed by block `L`'s
+/// updates, as CometBFT fixes them: updates in block H take effect at H + 2).
+#[derive(Clone)]
+struct Sets {
+    last: Option<ValidatorSet>,
+    current: ValidatorSet,
+    current_hash: [u8; 32],
+    next: ValidatorSet,
+    next_hash: [u8; 32],
+}
+
+impl Sets {
+    fn new(last: Option<ValidatorSet>, current: ValidatorSet, next: ValidatorSet) -> Sets {
+        Sets {
+            last,
+            current_hash: validators_hash(&current),
+            current,
+            next_hash: validators_hash(&next),
+            next,
+        }
+    }
+}
+
+/// The validator updates a block's execution made: the validator keys it wrote, with their new
+/// powers (0 removes).
+pub fn validator_updates(outcome: &BlockOutcome) -> Vec<Validator> {
+    outcome
+        .changes
+        .writes
+        .iter()
+        .filter_map(|(key, value)| match (key, value) {
+            (StateKey::Validator(key), StateValue::ValidatorPower(power)) => Some(Validator {
+                id: ValidatorId(key.0),
+                power: *power,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The set of the height after next, from the next height's set and a block's updates: the
+/// next set advanced one height, then the updates applied (CometBFT's order). Refuses updates
+/// that move more than a third of the power or that the set cannot take.
+fn after_next(next: &ValidatorSet, updates: &[Validator]) -> Result<ValidatorSet, Invalid> {
+    let advanced = next.next_height();
+    if updates.is_empty() {
+        return Ok(advanced);
+    }
+    let moved = next.power_moved(updates);
+    if !change_within_bound(moved, next.total_power()) {
+        return Err(Invalid::ValidatorUpdates(format!(
+            "they move {moved} of {} voting power; at most a third may move in one height",
+            next.total_power()
+        )));
+    }
+    advanced
+        .apply_updates(updates)
+        .map_err(|error| Invalid::ValidatorUpdates(error.to_string()))
 }
 
 pub struct Chain {
     chain_id: ChainId,
     genesis: Genesis,
-    validators: ValidatorSet,
-    validators_hash: [u8; 32],
+    sets: Sets,
     storage: SledStorage,
     executor: ParallelExecutor,
     last: Last,
@@ -177,7 +253,7 @@ pub fn check_certificate(
 
 fn check_evidence(
     chain_id: &str,
-    validators: &ValidatorSet,
+    validators: Option<&ValidatorSet>,
     evidence: &Evidence,
     height: Height,
 ) -> Result<(), &'static str> {
@@ -194,6 +270,9 @@ fn check_evidence(
     if a.height >= height {
         return Err("evidence from the future");
     }
+    let Some(validators) = validators else {
+        return Err("evidence from a height whose validator set is not known here");
+    };
     let pair: [SignedVote; 2] = [*first, *second];
     if verify_votes(chain_id, validators, &pair)
         .iter()
@@ -228,11 +307,10 @@ impl Chain {
             ..ExecutorConfig::default()
         })
         .map_err(|e| ChainError::Corrupt(format!("executor pool: {e}")))?;
-        let validators = genesis.validator_set();
+        let first = genesis.validator_set();
         let mut chain = Chain {
             chain_id: genesis.chain_id(),
-            validators_hash: validators_hash(&validators),
-            validators,
+            sets: Sets::new(None, first.clone(), first.next_height()),
             storage,
             executor,
             last: Last {
@@ -258,8 +336,72 @@ impl Chain {
                 hash: block.hash,
                 time_ms: block.block.header.time_ms,
             };
+            let set = |h: Height| {
+                chain.validators_at(h)?.ok_or_else(|| {
+                    ChainError::Corrupt(format!("the validator set of height {h:?} is missing"))
+                })
+            };
+            chain.sets = Sets::new(
+                Some(set(height)?),
+                set(height.next())?,
+                set(height.next().next())?,
+            );
         }
         Ok(chain)
+    }
+
+    /// The validator set (with its proposer priorities) of `height`: stored with the block two
+    /// heights before, or the genesis's for the first two heights. `None` for a height above
+    /// the last committed one + 2, or below the initial height.
+    pub fn validators_at(&self, height: Height) -> Result<Option<ValidatorSet>, ChainError> {
+        let initial = self.genesis.initial_height;
+        if height.0 < initial {
+            return Ok(None);
+        }
+        if height.0 <= initial + 1 {
+            let first = self.genesis.validator_set();
+            return Ok(Some(if height.0 == initial {
+                first
+            } else {
+                first.next_height()
+            }));
+        }
+        match self.storage.aux_get(&height_key(AUX_VALIDATORS, height))? {
+            None => Ok(None),
+            Some(bytes) => {
+                let mut reader = Reader::new(&bytes);
+                let set = read_validator_set(&mut reader, VALIDATOR_COUNT_MAX)
+                    .and_then(|set| reader.finish().map(|()| set))
+                    .map_err(|e| ChainError::Corrupt(format!("validators of {height:?}: {e}")))?;
+                Ok(Some(set))
+            }
+        }
+    }
+
+    /// The validator set of the height consensus works on (the last committed one + 1).
+    pub fn current_validators(&self) -> &ValidatorSet {
+        &self.sets.current
+    }
+
+    /// The validator set of the height after the one consensus works on.
+    pub fn next_validators(&self) -> &ValidatorSet {
+        &self.sets.next
+    }
+
+    /// The sets of the last committed height and the two after it, for checks that must use the
+    /// set of a message's own height (gossip's).
+    pub fn height_sets(&self) -> HeightSets {
+        let next = self.last.height.next();
+        let entries = self
+            .sets
+            .last
+            .iter()
+            .map(|set| (self.last.height, set.clone()))
+            .chain([
+                (next, self.sets.current.clone()),
+                (next.next(), self.sets.next.clone()),
+            ]);
+        HeightSets::new(entries).expect("ascending heights")
     }
 
     fn height_of_storage(&self, storage_height: u64) -> Height {
@@ -272,10 +414,6 @@ impl Chain {
 
     pub fn genesis(&self) -> &Genesis {
         &self.genesis
-    }
-
-    pub fn validators(&self) -> &ValidatorSet {
-        &self.validators
     }
 
     /// The last committed height (initial height − 1 before the first block).
@@ -316,7 +454,10 @@ impl Chain {
         evidence: Vec<Evidence>,
         now_ms: u64,
     ) -> Result<SealedBlock, ChainError> {
+        let txs = one_validator_update(txs);
         let proposal = propose(&self.storage, &txs)?;
+        let updates = validator_updates(&proposal.outcome);
+        let after_next = after_next(&self.sets.next, &updates)?;
         let header = Header {
             chain_id: self.chain_id.clone(),
             height: self.last.height.next(),
@@ -327,7 +468,8 @@ impl Chain {
             dag_root: [0; 32],
             state_root: proposal.outcome.state_root,
             last_commit_hash: [0; 32],
-            validators_hash: self.validators_hash,
+            validators_hash: self.sets.current_hash,
+            next_validators_hash: self.sets.next_hash,
             evidence_hash: [0; 32],
         };
         let block = SealedBlock::new(Block::seal(
@@ -340,17 +482,24 @@ impl Chain {
                 evidence,
             },
         ));
-        self.remember(block.clone(), proposal.outcome);
+        self.remember(block.clone(), proposal.outcome, after_next);
         Ok(block)
     }
 
-    fn remember(&self, block: SealedBlock, outcome: BlockOutcome) {
+    fn remember(&self, block: SealedBlock, outcome: BlockOutcome, after_next: ValidatorSet) {
         let mut validated = self.validated.lock();
         if validated.len() >= VALIDATED_MAX {
             let oldest = *validated.keys().next().expect("non-empty");
             validated.remove(&oldest);
         }
-        validated.insert(block.hash, Arc::new(Validated { block, outcome }));
+        validated.insert(
+            block.hash,
+            Arc::new(Validated {
+                block,
+                outcome,
+                after_next,
+            }),
+        );
     }
 
     /// Whether a block with this hash has been validated (or built) and awaits commit.
@@ -399,8 +548,21 @@ impl Chain {
         if expected_proposer.is_some_and(|p| p != h.proposer) {
             return Err(Invalid::Proposer(h.proposer));
         }
-        if h.validators_hash != self.validators_hash {
+        if h.validators_hash != self.sets.current_hash {
             return Err(Invalid::ValidatorsHash);
+        }
+        if h.next_validators_hash != self.sets.next_hash {
+            return Err(Invalid::NextValidatorsHash);
+        }
+        let updates = b
+            .txs
+            .iter()
+            .filter(|tx| matches!(tx.payload, Payload::ValidatorUpdate { .. }))
+            .count();
+        if updates > 1 {
+            return Err(Invalid::ValidatorUpdates(format!(
+                "{updates} validator update txs; a block carries at most one"
+            )));
         }
         let params = &self.genesis.consensus;
         if b.txs.len() as u64 > params.block_max_txs
@@ -415,20 +577,22 @@ impl Chain {
         match (&b.last_commit, h.height.0 > self.genesis.initial_height) {
             (None, false) => {}
             (Some(certificate), true) => {
-                check_certificate(
-                    chain,
-                    &self.validators,
-                    certificate,
-                    self.last.height,
-                    self.last.hash,
-                )
-                .map_err(Invalid::LastCommit)?;
+                let last = self
+                    .sets
+                    .last
+                    .as_ref()
+                    .ok_or(Invalid::LastCommit("no validator set for the last height"))?;
+                check_certificate(chain, last, certificate, self.last.height, self.last.hash)
+                    .map_err(Invalid::LastCommit)?;
             }
             (None, true) => return Err(Invalid::LastCommit("missing")),
             (Some(_), false) => return Err(Invalid::LastCommit("the initial height has none")),
         }
         for (index, evidence) in b.evidence.iter().enumerate() {
-            check_evidence(chain, &self.validators, evidence, h.height)
+            let set = evidence_height(evidence)
+                .filter(|height| *height < h.height)
+                .and_then(|height| self.validators_at(height).ok().flatten());
+            check_evidence(chain, set.as_ref(), evidence, h.height)
                 .map_err(|reason| Invalid::Evidence { index, reason })?;
             if self.evidence_committed(evidence).unwrap_or(false) {
                 return Err(Invalid::Evidence {
@@ -460,7 +624,8 @@ impl Chain {
             &b.dag,
             h.state_root,
         )?;
-        self.remember(block.clone(), outcome);
+        let after_next = after_next(&self.sets.next, &validator_updates(&outcome))?;
+        self.remember(block.clone(), outcome, after_next);
         Ok(())
     }
 
@@ -522,6 +687,9 @@ impl Chain {
                 height.0.to_be_bytes().to_vec(),
             ));
         }
+        let mut after_next = Vec::new();
+        put_validator_set(&mut after_next, &validated.after_next);
+        aux.push((height_key(AUX_VALIDATORS, height.next().next()), after_next));
         let storage_height = self.storage.height() + 1;
         let reached = crashpoint::begin(write);
         self.storage
@@ -532,6 +700,15 @@ impl Chain {
             hash: block.hash,
             time_ms: block.block.header.time_ms,
         };
+        let sets = std::mem::replace(
+            &mut self.sets,
+            Sets::new(
+                None,
+                validated.after_next.clone(),
+                validated.after_next.clone(),
+            ),
+        );
+        self.sets = Sets::new(Some(sets.current), sets.next, validated.after_next.clone());
         self.validated
             .lock()
             .retain(|_, v| v.block.block.header.height > height);
@@ -539,6 +716,8 @@ impl Chain {
             block: block.clone(),
             outcome: validated.outcome.clone(),
             tx_hashes,
+            validator_updates: validator_updates(&validated.outcome),
+            sets: self.height_sets(),
         })
     }
 
@@ -552,7 +731,7 @@ impl Chain {
             .map_err(|e| Invalid::Decode(e.to_string()))?;
         check_certificate(
             self.chain_id.as_str(),
-            &self.validators,
+            &self.sets.current,
             &synced.certificate,
             synced.height,
             block.hash,
@@ -642,6 +821,36 @@ impl Chain {
     }
 }
 
+/// The height of the votes a piece of evidence holds.
+fn evidence_height(evidence: &Evidence) -> Option<Height> {
+    match evidence {
+        Evidence::DuplicateVote { first, .. } => Some(first.message.height),
+        Evidence::DuplicateProposal { first, .. } => Some(first.message.height),
+    }
+}
+
+/// `txs` with at most one validator update: the first. A later one waits in the mempool for a
+/// later block, and so does every later tx of its sender (whose nonces follow it).
+fn one_validator_update(txs: Vec<Transaction>) -> Vec<Transaction> {
+    let mut seen = false;
+    let mut deferred: Vec<Address> = Vec::new();
+    txs.into_iter()
+        .filter(|tx| {
+            if deferred.contains(&tx.sender) {
+                return false;
+            }
+            if matches!(tx.payload, Payload::ValidatorUpdate { .. }) {
+                if seen {
+                    deferred.push(tx.sender);
+                    return false;
+                }
+                seen = true;
+            }
+            true
+        })
+        .collect()
+}
+
 /// The code a committed tx got, as a name for RPC.
 pub fn code_name(code: u8) -> &'static str {
     match code {
@@ -651,6 +860,12 @@ pub fn code_name(code: u8) -> &'static str {
         c if c == TxCode::UnknownName as u8 => "unknown_name",
         c if c == TxCode::NameTaken as u8 => "name_taken",
         c if c == TxCode::BalanceOverflow as u8 => "balance_overflow",
+        c if c == TxCode::NotAuthority as u8 => "not_validator_authority",
+        c if c == TxCode::UnknownValidator as u8 => "unknown_validator",
+        c if c == TxCode::EmptyValidatorSet as u8 => "empty_validator_set",
+        c if c == TxCode::ValidatorLimit as u8 => "validator_limit",
+        c if c == TxCode::PowerChangeTooLarge as u8 => "power_change_too_large",
+        c if c == TxCode::ValidatorUnchanged as u8 => "validator_unchanged",
         _ => "unknown",
     }
 }

@@ -227,6 +227,41 @@ impl Driver {
         let height = block.header.height;
         let metrics = &self.ctx.metrics;
         metrics.consensus_height.set(height.0 as i64);
+        // Gossip checks each message against the set of its own height.
+        if self.ctx.gossip.validators() != committed.sets {
+            self.ctx.gossip.set_validators(committed.sets.clone());
+        }
+        if let Some(current) = committed.sets.at(height.next()) {
+            metrics.consensus_validators.set(current.len() as i64);
+            metrics
+                .consensus_validators_power
+                .set(current.total_power() as i64);
+            let mine = self
+                .ctx
+                .info
+                .validator
+                .as_deref()
+                .and_then(|hex| hex::decode(hex).ok())
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                .and_then(|key| current.power(&weft_consensus::ValidatorId(key)));
+            metrics
+                .consensus_validator_power
+                .set(mine.unwrap_or(0) as i64);
+        }
+        if !committed.validator_updates.is_empty() {
+            metrics
+                .consensus_validator_updates
+                .inc_by(committed.validator_updates.len() as u64);
+            for update in &committed.validator_updates {
+                tracing::info!(
+                    height = height.0,
+                    validator = %hex::encode(update.id.0),
+                    power = update.power,
+                    effective = height.0 + 2,
+                    "validator update committed"
+                );
+            }
+        }
         metrics.consensus_num_txs.inc_by(block.txs.len() as u64);
         let stats = committed.outcome.stats;
         metrics.dag_edges.set(stats.edges as i64);

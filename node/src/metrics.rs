@@ -13,6 +13,9 @@ pub struct NodeMetrics {
     pub consensus_rounds: IntGauge,
     pub consensus_block_interval_seconds: Histogram,
     pub consensus_validators: IntGauge,
+    pub consensus_validators_power: IntGauge,
+    pub consensus_validator_power: IntGauge,
+    pub consensus_validator_updates: IntCounter,
     pub consensus_byzantine_validators: IntGauge,
     pub consensus_num_txs: IntCounter,
     pub mempool_size: IntGauge,
@@ -25,6 +28,10 @@ pub struct NodeMetrics {
 
 fn gauge(name: &str, help: &str) -> IntGauge {
     IntGauge::with_opts(Opts::new(name, help).namespace("weft")).expect("valid metric")
+}
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::with_opts(Opts::new(name, help).namespace("weft")).expect("valid metric")
 }
 
 impl NodeMetrics {
@@ -44,6 +51,18 @@ impl NodeMetrics {
                 ]),
             )?,
             consensus_validators: gauge("consensus_validators", "Number of validators."),
+            consensus_validators_power: gauge(
+                "consensus_validators_power",
+                "Total voting power of all validators.",
+            ),
+            consensus_validator_power: gauge(
+                "consensus_validator_power",
+                "Voting power of this node's validator key (0 when it is not in the set).",
+            ),
+            consensus_validator_updates: counter(
+                "consensus_validator_updates_total",
+                "Validator updates committed (each takes effect two heights later).",
+            ),
             consensus_byzantine_validators: gauge(
                 "consensus_byzantine_validators",
                 "Validators named by equivocation evidence seen.",
@@ -88,6 +107,9 @@ impl NodeMetrics {
         r.register(Box::new(metrics.consensus_rounds.clone()))?;
         r.register(Box::new(metrics.consensus_block_interval_seconds.clone()))?;
         r.register(Box::new(metrics.consensus_validators.clone()))?;
+        r.register(Box::new(metrics.consensus_validators_power.clone()))?;
+        r.register(Box::new(metrics.consensus_validator_power.clone()))?;
+        r.register(Box::new(metrics.consensus_validator_updates.clone()))?;
         r.register(Box::new(metrics.consensus_byzantine_validators.clone()))?;
         r.register(Box::new(metrics.consensus_num_txs.clone()))?;
         r.register(Box::new(metrics.mempool_size.clone()))?;

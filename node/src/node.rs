@@ -88,7 +88,8 @@ pub async fn run(
         Chain::open(&chain_dir, genesis.clone(), threads).map_err(|e| database_error(&e))?;
     chain.verify_integrity().map_err(|e| database_error(&e))?;
     let chain_id = chain.chain_id().clone();
-    let validators = chain.validators().clone();
+    let validators = chain.current_validators().clone();
+    let height_sets = chain.height_sets();
     let chain = Arc::new(RwLock::new(chain));
     let mempool_config = MempoolConfig {
         size: config.mempool.size,
@@ -109,6 +110,7 @@ pub async fn run(
         chain_id.as_str(),
         validators.clone(),
     );
+    gossip_config.validators = height_sets;
     gossip_config.genesis_hash = genesis.hash();
     gossip_config.listen = config.p2p.listen.parse().map_err(setup)?;
     gossip_config.static_peers = config
@@ -245,7 +247,8 @@ pub async fn run(
         Some(key) => tracing::info!(
             key = %hex::encode(key.public()),
             "this node's validator key is not in the validator set: running as a full node \
-             (it follows the chain and serves RPC, and never signs)"
+             (it follows the chain and serves RPC, and signs only from the height a validator \
+             update puts its key in the set)"
         ),
         None => tracing::info!("no validator key: running as a full node"),
     }

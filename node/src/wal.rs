@@ -31,12 +31,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
-use weft_consensus::codec::{VALIDATOR_BYTES, put_validator_set, read_validator_set};
+use weft_consensus::codec::{put_validator_set, read_validator_set};
 use weft_consensus::{
-    Height, Input, Round, Timeout, TimeoutKind, TimeoutParams, Validator, ValidatorId,
-    ValidatorSet, Validity, ValueId, WalEntry,
+    Height, Input, Round, Timeout, TimeoutKind, TimeoutParams, Validity, ValueId, WalEntry,
 };
-use weft_execution::codec::{DecodeError, Reader, check_cap, put_u32, put_u64, put_varint};
+use weft_execution::codec::{DecodeError, Reader, check_cap, put_u32, put_u64};
 use weft_gossip::wire::SIGNERS_MAX;
 use weft_gossip::{BLOCK_BYTES_MAX, FRAME_BYTES_MAX, Message, WireError};
 
@@ -550,9 +549,12 @@ fn wrong_message(what: &'static str) -> DecodeError {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use weft_consensus::codec::VALIDATOR_BYTES;
     use weft_consensus::{
-        CommitCertificate, Proposal, Signature, Signed, SignedVote, Vote, VoteType,
+        CommitCertificate, Proposal, Signature, Signed, SignedVote, Validator, ValidatorId,
+        ValidatorSet, Vote, VoteType,
     };
+    use weft_execution::codec::put_varint;
 
     fn validator_id(byte: u8) -> ValidatorId {
         ValidatorId([byte; 32])

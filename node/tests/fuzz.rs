@@ -376,6 +376,7 @@ fn build_block(plan: &BlockPlan) -> Block {
         state_root: StateRoot([9; 32]),
         last_commit_hash: [0; 32],
         validators_hash: [8; 32],
+        next_validators_hash: [8; 32],
         evidence_hash: [0; 32],
     };
     let body = Body {
@@ -1284,7 +1285,7 @@ async fn rpc_context(dir: &Path) -> Arc<weft_node::context::NodeContext> {
     )
     .unwrap();
     let chain = Chain::open(dir, genesis, 1).unwrap();
-    let (chain_id, validators) = (chain.chain_id().clone(), chain.validators().clone());
+    let (chain_id, validators) = (chain.chain_id().clone(), chain.current_validators().clone());
     let gossip_config = GossipConfig::new(
         keypair_from_secret(&validator),
         chain_id.as_str(),

@@ -186,8 +186,12 @@ async fn on_message(shared: &Shared, peer: PeerId, message: Message) -> bool {
             return true;
         }
         Message::Proposal { proposal, block } => {
-            let validators = shared.validators();
-            if let Err(rejection) = verify_proposal(&shared.chain_id, &validators, proposal) {
+            let sets = shared.validators();
+            // A height whose set is not known here (too old) is dropped, never charged.
+            let Some(validators) = sets.at(proposal.message.height) else {
+                return true;
+            };
+            if let Err(rejection) = verify_proposal(&shared.chain_id, validators, proposal) {
                 shared.penalise(&peer, offence(rejection));
                 return true;
             }
@@ -205,8 +209,16 @@ async fn on_message(shared: &Shared, peer: PeerId, message: Message) -> bool {
     // Exact copies of votes already held were verified when they first arrived.
     let (held, unchecked): (Vec<SignedVote>, Vec<SignedVote>) =
         votes.iter().partition(|vote| shared.holds(vote));
-    let validators = shared.validators();
-    let verdicts = verify_votes(&shared.chain_id, &validators, &unchecked);
+    // The votes of one message share a height: checked against that height's set. A height
+    // whose set is not known here (too old) is dropped, never charged.
+    let sets = shared.validators();
+    let Some(height) = votes.first().map(|vote| vote.message.height) else {
+        return true;
+    };
+    let Some(validators) = sets.at(height) else {
+        return true;
+    };
+    let verdicts = verify_votes(&shared.chain_id, validators, &unchecked);
     let mut valid = held;
     let mut rejected = false;
     for (vote, verdict) in unchecked.into_iter().zip(verdicts) {

@@ -29,7 +29,7 @@ use libp2p::{Multiaddr, PeerId};
 use parking_lot::Mutex;
 use thiserror::Error;
 use tokio::sync::{Notify, mpsc, oneshot};
-use weft_consensus::{Height, Round, SignedProposal, SignedVote, ValidatorSet};
+use weft_consensus::{Height, HeightSets, Round, SignedProposal, SignedVote, ValidatorSet};
 use weft_genesis::{KeyFileError, SecretKey, read_key_file};
 
 use crate::metrics::GossipMetrics;
@@ -114,7 +114,8 @@ pub struct GossipConfig {
     pub chain_id: String,
     /// The hash of the node's genesis: with the chain id, the network a peer must belong to.
     pub genesis_hash: [u8; 32],
-    pub validators: ValidatorSet,
+    /// The validator set of each height, for signature checks and quorum counts.
+    pub validators: HeightSets,
     pub limits: Limits,
 }
 
@@ -129,7 +130,7 @@ impl GossipConfig {
             mode: GossipMode::Semantic,
             chain_id: chain_id.to_owned(),
             genesis_hash: [0; 32],
-            validators,
+            validators: HeightSets::single(validators),
             limits: Limits::default(),
         }
     }
@@ -264,7 +265,7 @@ struct State {
     router: Router,
     peers: HashMap<PeerId, PeerEntry>,
     position: (Height, Round),
-    validators: Arc<ValidatorSet>,
+    validators: Arc<HeightSets>,
 }
 
 /// What the swarm task, the stream tasks and the handle share.
@@ -287,7 +288,7 @@ impl Shared {
         self.started.elapsed().as_millis() as u64
     }
 
-    fn validators(&self) -> Arc<ValidatorSet> {
+    fn validators(&self) -> Arc<HeightSets> {
         self.state.lock().validators.clone()
     }
 
@@ -436,8 +437,14 @@ impl GossipHandle {
         self.shared.state.lock().router.held(from)
     }
 
-    /// Replaces the validator set used to verify consensus messages.
-    pub fn set_validators(&self, validators: ValidatorSet) {
+    /// The validator sets used to verify consensus messages.
+    pub fn validators(&self) -> HeightSets {
+        self.shared.validators().as_ref().clone()
+    }
+
+    /// Replaces the validator sets used to verify consensus messages (after each commit: a
+    /// message is checked against the set of its own height).
+    pub fn set_validators(&self, validators: HeightSets) {
         let mut state = self.shared.state.lock();
         state.validators = Arc::new(validators.clone());
         state.router.set_validators(validators);

@@ -180,7 +180,8 @@ pub(super) async fn spawn(
     let (events_tx, events_rx) = mpsc::channel(limits.events_max);
     let (commands_tx, mut commands_rx) = mpsc::channel(COMMANDS_MAX);
     let metrics = GossipMetrics::new().map_err(setup)?;
-    let mut router = Router::new(config.mode, config.validators.clone(), 0);
+    let mut router = Router::new(config.mode, config.validators.latest().clone(), 0);
+    router.set_validators(config.validators.clone());
     router.set_queue_max(limits.peer_queue_max, limits.peer_queue_bytes_max);
     let shared = Arc::new(Shared {
         chain_id: config.chain_id.clone(),

@@ -1,10 +1,11 @@
 //! Bad messages: a bundle with one bad signature delivers its valid votes, drops the bad one
-//! and costs the sender; repeated offences ban the peer for a while.
+//! and costs the sender; repeated offences ban the peer for a while; a removed validator's
+//! votes are judged against the set of their own height.
 
 use ed25519_dalek::{Signer, SigningKey};
 use weft_consensus::{
-    Height, Round, Signature, Signed, SignedVote, Validator, ValidatorId, ValidatorSet, ValueId,
-    Vote, VoteType,
+    Height, HeightSets, Round, Signature, Signed, SignedVote, Validator, ValidatorId, ValidatorSet,
+    ValueId, Vote, VoteType,
 };
 use weft_execution::SignatureError;
 use weft_gossip::score::{BAN_MS, Offence, Scores, Verdict};
@@ -142,4 +143,41 @@ fn the_score_table_is_bounded() {
         .filter(|peer| scores.points(peer) > 0)
         .count();
     assert_eq!(tracked, SCORED_PEERS_MAX);
+}
+
+fn vote_at(key: &SigningKey, height: u64) -> SignedVote {
+    let message = Vote {
+        height: Height(height),
+        ..signed_vote(key).message
+    };
+    Signed {
+        message,
+        signature: Signature(key.sign(&message.sign_bytes(CHAIN)).to_bytes()),
+    }
+}
+
+/// A validator removed from height 4 on: its votes of height 3 still verify and count toward
+/// quorums, those of height 4 are refused as from outside the set (and charged), and a height
+/// above the last one whose set is known is neither trusted nor blamed.
+#[test]
+fn a_removed_validators_votes_count_until_its_last_height_and_are_charged_after() {
+    let keys = keys(4);
+    let before = set(&keys);
+    let after = set(&keys[..3]);
+    let sets = HeightSets::new([(Height(3), before), (Height(4), after)]).unwrap();
+    let removed = &keys[3];
+    let old = verify_votes(CHAIN, sets.at(Height(3)).unwrap(), &[vote_at(removed, 3)]);
+    assert_eq!(old, [Ok(())]);
+    let new = verify_votes(CHAIN, sets.at(Height(4)).unwrap(), &[vote_at(removed, 4)]);
+    assert_eq!(new, [Err(Rejection::UnknownValidator)]);
+    assert!(
+        sets.at(Height(5)).is_none(),
+        "height 5's set is not known yet"
+    );
+
+    // Quorums are each height's own: three of four at height 3, three of three at height 4.
+    assert!(!sets.at(Height(3)).unwrap().is_quorum(2));
+    assert!(sets.at(Height(3)).unwrap().is_quorum(3));
+    assert!(sets.at(Height(4)).unwrap().is_quorum(3));
+    assert_eq!(sets.at(Height(4)).unwrap().total_power(), 3);
 }

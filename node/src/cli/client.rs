@@ -229,6 +229,17 @@ pub(super) async fn tx(command: &TxCommand) -> Result<TxOutcome, CliError> {
                 amount: *amount,
             },
         ),
+        TxCommand::ValidatorUpdate {
+            common,
+            pubkey,
+            power,
+        } => (
+            common,
+            Payload::ValidatorUpdate {
+                validator: *pubkey,
+                power: *power,
+            },
+        ),
     };
     let key = read_key_file(&common.key)?;
     let rpc = Rpc::connect(&common.rpc)?;

@@ -73,6 +73,24 @@ pub fn genesis(command: GenesisCommand) -> Result<String, CliError> {
                 genesis.accounts.len()
             ))
         }
+        GenesisCommand::SetAuthority {
+            file,
+            address,
+            from,
+        } => {
+            let source = match (&address, &from) {
+                (Some(hex), _) => KeySource::Hex(hex),
+                (None, Some(card)) => KeySource::Card(card),
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let (_, address) = ceremony::resolve_key(source, None)?;
+            let path = file.path();
+            ceremony::set_authority(&path, &address)?;
+            Ok(format!(
+                "{}: validator authority is now {address}\n",
+                path.display()
+            ))
+        }
         GenesisCommand::Validate { file } => {
             let path = file.path();
             let genesis = Genesis::load(&path)?;

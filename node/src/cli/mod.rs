@@ -18,6 +18,7 @@ use jsonrpsee::core::params::ObjectParams;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use serde_json::Value;
 use thiserror::Error;
+use weft_execution::tx::ValidatorKey;
 use weft_execution::{Address, ChainId, Name, Payload, Transaction};
 use weft_genesis::{
     ACCOUNTS_MAX, ConsensusParams, Genesis, GenesisError, GenesisProblem, KeyFileError, SecretKey,
@@ -188,6 +189,17 @@ pub enum GenesisCommand {
         #[arg(long)]
         balance: u64,
     },
+    /// Name the validator authority: the account (from `--address` or a card) whose signed
+    /// `weft tx validator-update` changes the validator set while the chain runs.
+    SetAuthority {
+        #[command(flatten)]
+        file: GenesisFile,
+        /// The authority account's public key, 64 hex digits.
+        #[arg(long, required_unless_present = "from", conflicts_with = "from")]
+        address: Option<String>,
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
     /// Check a genesis completely, as `weft start` will.
     Validate {
         #[command(flatten)]
@@ -318,6 +330,33 @@ pub enum TxCommand {
         #[arg(long)]
         amount: u64,
     },
+    /// Set a validator's voting power (0 removes it), signed by the genesis's validator
+    /// authority (`--key`). It takes effect two heights after the block that commits it; at
+    /// most a third of the total power may move in one update, and one block carries one.
+    ValidatorUpdate {
+        #[command(flatten)]
+        common: TxCommon,
+        /// The validator's consensus public key (64 hex digits, as `weft keys show` prints it).
+        #[arg(long, value_parser = parse_validator_key)]
+        pubkey: ValidatorKey,
+        /// Its new voting power; 0 removes it from the set.
+        #[arg(long)]
+        power: u64,
+    },
+}
+
+fn parse_validator_key(text: &str) -> Result<ValidatorKey, String> {
+    if std::path::Path::new(text).exists() {
+        return Err(format!(
+            "{text} is a file; give the validator's public key (64 hex digits, from `weft keys \
+             show`), never a key file"
+        ));
+    }
+    let bytes = hex::decode(text.trim()).map_err(|e| format!("not hex: {e}"))?;
+    let bytes: [u8; 32] = bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| format!("{} bytes, not 32", b.len()))?;
+    ValidatorKey::new(bytes).map_err(|e| e.to_string())
 }
 
 fn parse_address(text: &str) -> Result<Address, String> {

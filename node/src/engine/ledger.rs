@@ -24,8 +24,8 @@ pub trait Ledger {
     fn height(&self) -> Height;
     /// The genesis's first height.
     fn initial_height(&self) -> u64;
-    /// The genesis validator set (priorities as at the initial height).
-    fn genesis_validators(&self) -> ValidatorSet;
+    /// The validator set (with its priorities) of the height after the last committed one.
+    fn next_height_validators(&self) -> ValidatorSet;
     /// The commit certificate stored for `height`.
     fn certificate(&self, height: Height) -> Result<Option<CommitCertificate>, ChainError>;
     /// Fully validates a proposed block for the next height, caching the outcome for commit;
@@ -82,8 +82,8 @@ impl Ledger for NodeLedger {
         self.chain.read().genesis().initial_height
     }
 
-    fn genesis_validators(&self) -> ValidatorSet {
-        self.chain.read().validators().clone()
+    fn next_height_validators(&self) -> ValidatorSet {
+        self.chain.read().current_validators().clone()
     }
 
     fn certificate(&self, height: Height) -> Result<Option<CommitCertificate>, ChainError> {

@@ -269,11 +269,7 @@ impl<L: Ledger> Core<L> {
                 witness,
             });
         }
-        // The set of the next height: genesis priorities advanced once per committed height.
-        let mut validators = ledger.genesis_validators();
-        for _ in initial..=committed.0 {
-            validators = validators.next_height();
-        }
+        let validators = ledger.next_height_validators();
         let machine = Machine::new(me, validators.clone());
         let last_commit = ledger.certificate(committed)?;
         let mut core = Core {
@@ -694,7 +690,7 @@ impl<L: Ledger> Core<L> {
             .retain(|e| !included.contains(&evidence_id(e)));
         self.last_commit = Some(certificate);
         self.undelivered = None;
-        self.validators = self.validators.next_height();
+        self.validators = self.ledger.next_height_validators();
         self.out.push(Command::Committed(Box::new(committed)));
     }
 

@@ -26,7 +26,7 @@ pub(super) async fn status(state: Arc<RpcState>, _: Params<'static>) -> MethodRe
             app_hash: chain.state_root(),
             time_ms: chain.last_time_ms(),
             voting_power: validator
-                .and_then(|id| chain.validators().power(&id))
+                .and_then(|id| chain.current_validators().power(&id))
                 .unwrap_or(0),
         })
     })
@@ -95,16 +95,40 @@ pub(super) async fn unsafe_set_isolated(
     Ok(json!({ "isolated": isolated, "peers": gossip.peers().len() }))
 }
 
-pub(super) async fn validators(state: Arc<RpcState>, _: Params<'static>) -> MethodResult {
-    read_chain(&state, |chain| {
-        let set = chain.validators();
+/// The validator set of `height` (default: the height consensus works on, the latest committed
+/// one + 1, as CometBFT answers), with each validator's proposer priority at the start of that
+/// height. Heights up to the latest + 2 are known (block H fixes the set of H + 2).
+pub(super) async fn validators(state: Arc<RpcState>, params: Params<'static>) -> MethodResult {
+    let HeightParams { height } = parse_params(params.as_str())?;
+    read_chain(&state, move |chain| {
+        let initial = chain.genesis().initial_height;
+        let latest = chain.height().0;
+        let known = latest.max(initial.saturating_sub(1)) + 2;
+        let height = height.unwrap_or(latest.max(initial.saturating_sub(1)) + 1);
+        if height < initial || height > known {
+            return Err(not_found(format!(
+                "the validator set of height {height} is not known: heights {initial} to \
+                 {known} are"
+            )));
+        }
+        let set = chain
+            .validators_at(Height(height))
+            .map_err(internal)?
+            .ok_or_else(|| not_found(format!("validators of height {height} are not stored")))?;
         let validators: Vec<Value> = set
             .validators()
             .iter()
-            .map(|v| json!({ "pub_key": hex::encode(v.id.0), "voting_power": v.power }))
+            .zip(set.priorities())
+            .map(|(v, priority)| {
+                json!({
+                    "pub_key": hex::encode(v.id.0),
+                    "voting_power": v.power,
+                    "proposer_priority": priority,
+                })
+            })
             .collect();
         Ok(json!({
-            "block_height": chain.height().0,
+            "block_height": height,
             "validators": validators,
             "count": set.len(),
             "total": set.len(),

@@ -14,6 +14,7 @@ pub(super) fn header_json(header: &Header) -> Value {
         "state_root": hex::encode(header.state_root.0),
         "last_commit_hash": hex::encode(header.last_commit_hash),
         "validators_hash": hex::encode(header.validators_hash),
+        "next_validators_hash": hex::encode(header.next_validators_hash),
         "evidence_hash": hex::encode(header.evidence_hash),
     })
 }

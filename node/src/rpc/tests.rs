@@ -308,7 +308,7 @@ async fn context_with(
     )
     .unwrap();
     let chain = Chain::open(dir, genesis, 1).unwrap();
-    let (chain_id, validators) = (chain.chain_id().clone(), chain.validators().clone());
+    let (chain_id, validators) = (chain.chain_id().clone(), chain.current_validators().clone());
     let gossip_config = GossipConfig::new(
         keypair_from_secret(&validator),
         chain_id.as_str(),

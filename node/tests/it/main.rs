@@ -17,6 +17,8 @@
 //!   chain database is refused with an error naming it, or used only if provably intact.
 //! - `rpc_abuse`: nested JSON, huge batches, slowloris and excess connections are bounded, and
 //!   the node keeps committing.
+//! - `validator_set`: validators join, change power and leave while the chain runs under
+//!   load; a node restarts mid-change; a fresh node block-syncs across every change.
 //! - `test_hooks`: a plain build leaves the test switches out; the tests' builds have them.
 
 // A test unwraps: a panic is how it fails (production code may not; see Cargo.toml).
@@ -32,3 +34,4 @@ mod one_node;
 mod rpc_abuse;
 mod support;
 mod test_hooks;
+mod validator_set;
