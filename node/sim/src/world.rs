@@ -11,6 +11,7 @@ use libp2p::PeerId;
 use parking_lot::{Mutex, RwLock};
 use weft_consensus::sim::SimRng;
 use weft_consensus::{Height, LastSigned, TimeoutParams, VoteType};
+use weft_execution::tx::ValidatorKey;
 use weft_execution::{ChainId, Payload, Transaction, TxHash};
 use weft_genesis::{ConsensusParams, Genesis, SecretKey};
 use weft_gossip::{Message, SyncBlock, SyncError};
@@ -60,11 +61,27 @@ pub struct Crash {
     pub down_ms: u64,
 }
 
+/// A validator update the authority sends: node `node`'s key to `power` (0 removes it),
+/// submitted to every node `at_ms` after the start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SimUpdate {
+    pub node: usize,
+    pub power: u64,
+    pub at_ms: u64,
+}
+
 /// Everything about one run.
 #[derive(Clone, Debug)]
 pub struct Scenario {
     pub seed: u64,
+    /// The genesis validators: nodes `0..validators`.
     pub validators: usize,
+    /// Full nodes beside them (nodes `validators..validators + standby`), which updates may
+    /// make validators.
+    pub standby: usize,
+    /// The validator set's changes, in the authority's nonce order; each valid against the
+    /// schedule the ones before it made, and none giving the faulty validator a third.
+    pub updates: Vec<SimUpdate>,
     /// Each validator's voting power.
     pub powers: Vec<u64>,
     /// A validator that never starts (its power under a third, and no byzantine beside it).
@@ -94,7 +111,8 @@ impl Scenario {
     /// The scenario of `seed`: 1 to 7 validators (mostly 4), equal or weighted powers, 4 to 8
     /// heights, up to 24 txs, up to 3 crashes (each at any command), disk damage in a quarter
     /// of the runs, a split or lossy network before GST in 3 in 10, one byzantine or silent
-    /// validator (under a third of the power) in some.
+    /// validator (under a third of the power) in some; in 4 in 10, up to 3 validator updates
+    /// (joins of full nodes, power changes, removals) during the run, and 6 more heights.
     pub fn from_seed(seed: u64) -> Scenario {
         let mut rng = SimRng::new(seed ^ 0x005E_ED0F_5111);
         let validators = [1, 3, 4, 4, 4, 5, 7][rng.index(7)];
@@ -145,17 +163,32 @@ impl Scenario {
             .into_iter()
             .filter(|c: &Crash| Some(c.node) != silent)
             .collect();
+        let faulty = silent.or(byzantine.map(|(node, _)| node));
+        let (standby, updates) = if rng.chance(400) {
+            let standby = rng.below(3) as usize;
+            let updates = generate_updates(&mut rng, &powers, standby, faulty);
+            (standby, updates)
+        } else {
+            (0, Vec::new())
+        };
+        let extra_heights = if updates.is_empty() { 0 } else { 6 };
+        // A full node learns a block whose proposal never left its proposer (a lone validator
+        // that crashed between deciding and publishing) only by block sync, as a real node
+        // does; without standby nodes a run may go without it, to test gossip's catch-up.
+        let block_sync = !rng.chance(250) || standby > 0;
         Scenario {
             seed,
             validators,
+            standby,
+            updates,
             powers,
             silent,
-            target_height: rng.range(4, 8),
+            target_height: rng.range(4, 8) + extra_heights,
             txs: rng.below(25) as usize,
             max_delay_ms: rng.range(1, 80),
             crashes,
             damage: rng.chance(250),
-            block_sync: !rng.chance(250),
+            block_sync,
             gst_ms: if faulty_network {
                 rng.range(500, 5_000)
             } else {
@@ -179,21 +212,74 @@ impl Scenario {
         }
     }
 
+    /// Every node: the genesis validators, then the standby full nodes.
+    pub fn nodes(&self) -> usize {
+        self.validators + self.standby
+    }
+
     pub fn with_mutant(mut self, mutant: Mutant) -> Scenario {
         self.mutant = mutant;
         self
     }
 }
 
+/// Up to 3 updates, each valid when it executes (the schedule the earlier ones made: no unknown
+/// removal, no empty set, no no-op, at most a third of the scheduled power moved) and keeping
+/// the faulty node under a third of the power: so every one commits with code 0.
+fn generate_updates(
+    rng: &mut SimRng,
+    genesis_powers: &[u64],
+    standby: usize,
+    faulty: Option<usize>,
+) -> Vec<SimUpdate> {
+    let mut powers: Vec<u64> = genesis_powers.to_vec();
+    powers.extend(std::iter::repeat_n(0, standby));
+    let mut updates = Vec::new();
+    for k in 0..rng.range(1, 4) {
+        let node = rng.index(powers.len());
+        if Some(node) == faulty {
+            continue;
+        }
+        let old = powers[node];
+        let power = match rng.below(3) {
+            0 => 0,
+            1 => old + rng.range(1, 4),
+            _ => rng.range(1, 11),
+        };
+        let total: u64 = powers.iter().sum();
+        let members = powers.iter().filter(|p| **p > 0).count();
+        let invalid = power == old
+            || (old == 0 && power == 0)
+            || (power == 0 && members <= 1)
+            || old.abs_diff(power) * 3 > total;
+        let mut next = powers.clone();
+        next[node] = power;
+        let next_total: u64 = next.iter().sum();
+        let faulty_power = faulty.map_or(0, |f| next[f]);
+        if invalid || faulty_power * 3 >= next_total {
+            continue;
+        }
+        powers = next;
+        updates.push(SimUpdate {
+            node,
+            power,
+            at_ms: 300 + 500 * k + rng.below(400),
+        });
+    }
+    updates
+}
+
 impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {}: {} validators (powers {:?}, silent {:?}) to height {}, {} txs, delay ≤ {} ms, crashes {:?}, damage {}, block sync {}, GST {} ms (drops {}‰, split {:#b}), byzantine {:?}, mutant {:?}",
+            "seed {}: {} validators (powers {:?}, silent {:?}) and {} standby, updates {:?}, to height {}, {} txs, delay ≤ {} ms, crashes {:?}, damage {}, block sync {}, GST {} ms (drops {}‰, split {:#b}), byzantine {:?}, mutant {:?}",
             self.seed,
             self.validators,
             self.powers,
             self.silent,
+            self.standby,
+            self.updates,
             self.target_height,
             self.txs,
             self.max_delay_ms,
@@ -259,6 +345,12 @@ pub enum Violation {
         events: u64,
     },
     Panic(String),
+    /// A validator update valid against its schedule did not commit with code 0.
+    UpdateRefused {
+        height: u64,
+        node: usize,
+        code: u8,
+    },
 }
 
 /// What a run did and what it broke.
@@ -278,6 +370,8 @@ pub struct Report {
     pub dropped: u64,
     /// Proposals an under-declaring liar made of blocks with txs (each a lie).
     pub lies_proposed: usize,
+    /// The scenario's validator updates that committed.
+    pub validator_updates: usize,
 }
 
 enum Ev {
@@ -338,6 +432,8 @@ struct World<'a> {
     roots: BTreeMap<u64, [u8; 32]>,
     signed: HashMap<(usize, u64, u32, u8), LastSigned>,
     acked: HashMap<TxHash, u64>,
+    /// The scenario's validator updates, each to commit with code 0.
+    update_txs: HashSet<TxHash>,
     report: Report,
 }
 
@@ -380,12 +476,14 @@ impl<'a> World<'a> {
             }
             SecretKey(bytes)
         };
-        let keys: Vec<SecretKey> = (0..scenario.validators).map(|_| secret()).collect();
+        let keys: Vec<SecretKey> = (0..scenario.nodes()).map(|_| secret()).collect();
         let senders: Vec<SecretKey> = (0..SENDERS).map(|_| secret()).collect();
-        let genesis = Genesis::new(
+        let authority = secret();
+        let mut genesis = Genesis::new(
             CHAIN_ID,
             GENESIS_MS,
             keys.iter()
+                .take(scenario.validators)
                 .enumerate()
                 .map(|(i, k)| (format!("v{i}"), k.public(), scenario.powers[i]))
                 .collect(),
@@ -393,6 +491,9 @@ impl<'a> World<'a> {
             ConsensusParams::default(),
         )
         .expect("the simulator's genesis is valid");
+        genesis
+            .set_authority(&hex::encode(authority.public()))
+            .expect("a valid authority");
         let nodes = keys
             .into_iter()
             .map(|key| Node {
@@ -429,6 +530,7 @@ impl<'a> World<'a> {
             roots: BTreeMap::new(),
             signed: HashMap::new(),
             acked: HashMap::new(),
+            update_txs: HashSet::new(),
             report: Report {
                 seed: scenario.seed,
                 ..Report::default()
@@ -451,6 +553,24 @@ impl<'a> World<'a> {
             );
             nonces[from] += 1;
             let at = world.now + 100 * i as u64 + world.rng.below(100);
+            for node in 0..world.nodes.len() {
+                world.schedule(at, node, Ev::Submit(Arc::new(tx.encode())));
+            }
+        }
+        // The validator updates, from the authority in nonce order.
+        for (nonce, update) in scenario.updates.iter().enumerate() {
+            let key = &world.nodes[update.node].key;
+            let tx = Transaction::sign(
+                chain_id.clone(),
+                &authority.signing_key(),
+                nonce as u64,
+                Payload::ValidatorUpdate {
+                    validator: ValidatorKey::new(key.public()).expect("a real public key"),
+                    power: update.power,
+                },
+            );
+            world.update_txs.insert(tx.hash());
+            let at = world.now + update.at_ms;
             for node in 0..world.nodes.len() {
                 world.schedule(at, node, Ev::Submit(Arc::new(tx.encode())));
             }
@@ -981,14 +1101,26 @@ impl<'a> World<'a> {
                 }
             }
         }
-        for hash in &committed.tx_hashes {
+        for (hash, result) in committed.tx_hashes.iter().zip(&committed.outcome.results) {
             self.acked.insert(*hash, height);
+            if self.update_txs.contains(hash) && result.code != weft_execution::TxCode::Ok {
+                self.report.violations.push(Violation::UpdateRefused {
+                    height,
+                    node: index,
+                    code: result.code as u8,
+                });
+            }
         }
     }
 
     fn finish(&mut self) {
         self.report.virtual_ms = self.now - GENESIS_MS;
         self.report.committed_txs = self.acked.len();
+        self.report.validator_updates = self
+            .update_txs
+            .iter()
+            .filter(|hash| self.acked.contains_key(hash))
+            .count();
         let target = self.scenario.target_height;
         let mut lowest = u64::MAX;
         for (index, node) in self.nodes.iter().enumerate() {

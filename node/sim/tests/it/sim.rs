@@ -56,16 +56,23 @@ fn seeds_hold_every_invariant() {
     let count = seeds_from_env();
     let started = Instant::now();
     let crashes = AtomicU64::new(0);
+    let updates = AtomicU64::new(0);
     let failed = run_all(count, Scenario::from_seed, |report| {
         crashes.fetch_add(report.crashes as u64, Ordering::Relaxed);
+        updates.fetch_add(report.validator_updates as u64, Ordering::Relaxed);
         !report.violations.is_empty()
     });
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "{count} seeds in {seconds:.2} s ({:.1} seeds/s), {} crashes",
+        "{count} seeds in {seconds:.2} s ({:.1} seeds/s), {} crashes, {} validator updates \
+         committed",
         count as f64 / seconds,
-        crashes.load(Ordering::Relaxed)
+        crashes.load(Ordering::Relaxed),
+        updates.load(Ordering::Relaxed)
     );
+    for (scenario, report) in &failed {
+        println!("FAILED {scenario}\n  {:?}", report.violations);
+    }
     if let Some((scenario, report)) = failed.first() {
         panic!(
             "{} of {count} seeds broke an invariant; the first:\n{}",
@@ -76,6 +83,10 @@ fn seeds_hold_every_invariant() {
     assert!(
         crashes.load(Ordering::Relaxed) > 0,
         "no seed crashed a node"
+    );
+    assert!(
+        count < 100 || updates.load(Ordering::Relaxed) > 0,
+        "no seed changed the validator set"
     );
 }
 
@@ -245,6 +256,23 @@ fn the_seeds_cover_every_kind_of_fault() {
     for count in [1, 3, 4, 5, 7] {
         assert!(scenarios.iter().any(|s| s.validators == count), "{count}");
     }
+    // Validator updates of every kind, also beside crashes, a split and a byzantine validator:
+    // a full node joins, a validator leaves, a power changes.
+    let updates = || scenarios.iter().filter(|s| !s.updates.is_empty());
+    assert!(updates().any(|s| {
+        s.updates
+            .iter()
+            .any(|u| u.node >= s.validators && u.power > 0)
+    }));
+    assert!(updates().any(|s| s.updates.iter().any(|u| u.power == 0)));
+    assert!(updates().any(|s| {
+        s.updates
+            .iter()
+            .any(|u| u.node < s.validators && u.power > 0)
+    }));
+    assert!(updates().any(|s| !s.crashes.is_empty()));
+    assert!(updates().any(|s| s.partition != 0));
+    assert!(updates().any(|s| s.byzantine.is_some()));
     // A faulty validator holds under a third of the power.
     for s in &scenarios {
         let total: u64 = s.powers.iter().sum();
