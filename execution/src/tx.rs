@@ -59,14 +59,16 @@ impl From<&SigningKey> for Address {
 pub struct ValidatorKey(pub [u8; 32]);
 
 impl ValidatorKey {
-    /// The key, if `bytes` are an ed25519 public key.
+    /// The key, if `bytes` are an ed25519 public key (a point on the curve; checked without
+    /// allocating, as every decoder of outside bytes must).
     pub fn new(bytes: [u8; 32]) -> Result<Self, DecodeError> {
-        ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-            .map(|_| ValidatorKey(bytes))
-            .map_err(|_| DecodeError::Invalid {
+        match curve25519_dalek::edwards::CompressedEdwardsY(bytes).decompress() {
+            Some(_) => Ok(ValidatorKey(bytes)),
+            None => Err(DecodeError::Invalid {
                 what: "validator key",
                 reason: "not an ed25519 public key",
-            })
+            }),
+        }
     }
 }
 

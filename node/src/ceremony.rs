@@ -320,6 +320,13 @@ impl fmt::Display for GenesisSummary<'_> {
             g.accounts.len(),
             g.total_balance()
         )?;
+        match &g.validator_authority {
+            Some(authority) => writeln!(f, "  authority:      {authority} (changes the set)")?,
+            None => writeln!(
+                f,
+                "  authority:      none (the validator set stays as it is)"
+            )?,
+        }
         let c = &g.consensus;
         writeln!(
             f,

@@ -45,6 +45,8 @@ pub struct GenesisPlan<'a> {
     pub account_balance: u64,
     /// Further funded accounts (public keys), e.g. a load generator's.
     pub extra_accounts: Vec<([u8; 32], u64)>,
+    /// The validator authority's account (public key), if the validator set may change.
+    pub authority: Option<[u8; 32]>,
 }
 
 fn problem(what: &str, error: impl std::fmt::Display) -> String {
@@ -103,6 +105,11 @@ pub fn form(
     genesis
         .add_accounts(funded.into_iter().chain(extra))
         .map_err(|e| problem("genesis", e))?;
+    if let Some(authority) = plan.authority {
+        genesis
+            .set_authority(&hex::encode(authority))
+            .map_err(|e| problem("genesis", e))?;
+    }
     genesis
         .save(genesis_path)
         .map_err(|e| problem("genesis", e))?;
@@ -112,6 +119,22 @@ pub fn form(
             .map_err(|e| problem(&member.name, e))?;
     }
     Ok(Formed { genesis, cards })
+}
+
+/// Makes one more member's home for a network already formed: its keys (`weft init`), the
+/// network's genesis copied in, and its card read back. It joins as a full node.
+pub fn join(member: &Member, genesis_path: &Path) -> Result<OperatorCard, String> {
+    let home = Home::new(&member.home);
+    init(&InitArgs {
+        accounts: member.accounts,
+        ..InitArgs::joining(&member.home, &member.name)
+    })
+    .map_err(|e| problem(&member.name, e))?;
+    std::fs::copy(genesis_path, home.genesis())
+        .map_err(|e| problem(&member.name, format!("copying the genesis: {e}")))?;
+    let summary = operator_summary(&home, Some(&member.host), Some(member.p2p_port))
+        .map_err(|e| problem(&member.name, e))?;
+    Ok(summary.card)
 }
 
 /// Loads a member's config, lets `edit` change it, and saves it.

@@ -8,7 +8,9 @@
 //! - `byzantine-dag`: a restart with `WEFT_BYZANTINE=extra-edge` (its proposals carry a DAG edge
 //!   the access sets do not justify), then an honest restart;
 //! - `equivocate`: a restart with `WEFT_BYZANTINE=equivocate` (two prevotes per round), then an
-//!   honest restart.
+//!   honest restart;
+//! - `validator-churn`: the validator authority removes the node from the validator set (it
+//!   runs on as a full node), then restores it.
 //!
 //! Each fault lasts a third of `--duration`; the rest is recovery under load. Then:
 //! 1. **agreement**: every node holds the same block hash and state root at every height up
@@ -16,7 +18,9 @@
 //! 2. **exactly-once**: every tx the load saw committed appears exactly once in the chain, at
 //!    the height it was reported at;
 //! 3. **progress**: after each heal the chain grows within 10 s, and the target catches up;
-//! 4. **evidence**: after `equivocate`, evidence naming the target is committed.
+//! 4. **evidence**: after `equivocate`, evidence naming the target is committed;
+//! 5. **validator set**: after `validator-churn`, no certificate of the heights the target was
+//!    out of the set holds its signature, and it signs again once restored.
 //!
 //! A violation is printed as `INVARIANT VIOLATED: <name>: <detail>`, and the command fails.
 
@@ -31,10 +35,12 @@ use tokio::sync::watch;
 use weft_genesis::read_key_file;
 use weft_node::config::Home;
 
+use crate::ceremony::VALIDATOR_POWER;
 use crate::client::{BlockSummary, NodeClient};
 use crate::load::{self, Distribution, Kind, Live, LoadReport, LoadSpec};
 use crate::manifest::Manifest;
 use crate::process::{Launcher, Processes, wait_healthy};
+use crate::validators::{self, Change};
 
 /// The chain must grow within this long of a heal.
 pub const PROGRESS_WITHIN: Duration = Duration::from_secs(10);
@@ -50,15 +56,19 @@ pub enum Scenario {
     Partition,
     ByzantineDag,
     Equivocate,
+    /// The target is removed from the validator set (it runs on as a full node), then
+    /// restored: its signatures must be in no certificate of the heights it was out.
+    ValidatorChurn,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::CrashRestart,
         Scenario::Pause,
         Scenario::Partition,
         Scenario::ByzantineDag,
         Scenario::Equivocate,
+        Scenario::ValidatorChurn,
     ];
 
     pub fn parse_list(text: &str) -> Result<Vec<Scenario>, String> {
@@ -73,7 +83,7 @@ impl Scenario {
                     .ok_or_else(|| {
                         format!(
                             "--scenario {name:?}: one of crash-restart, pause, partition, \
-                             byzantine-dag, equivocate, all"
+                             byzantine-dag, equivocate, validator-churn, all"
                         )
                     })
             })
@@ -131,6 +141,7 @@ impl fmt::Display for Scenario {
             Scenario::Partition => "partition",
             Scenario::ByzantineDag => "byzantine-dag",
             Scenario::Equivocate => "equivocate",
+            Scenario::ValidatorChurn => "validator-churn",
         })
     }
 }
@@ -277,10 +288,16 @@ pub async fn chaos(args: &ChaosArgs) -> Result<ChaosReport, String> {
             manifest.nodes[target].name, fault_time
         );
         let scenario_end = Instant::now() + args.duration;
-        inject(&mut processes, &clients[target], target, scenario, true).await?;
+        let out = inject(&mut processes, &clients, target, scenario, true).await?;
         tokio::time::sleep(fault_time).await;
         let before = max_height(&clients, target).await;
-        inject(&mut processes, &clients[target], target, scenario, false).await?;
+        let back = inject(&mut processes, &clients, target, scenario, false).await?;
+        if let (Some(out), Some(back)) = (out, back) {
+            println!("   {out}\n   {back}");
+            report
+                .violations
+                .extend(check_churn(&clients, target, &target_hex, &out, &back).await?);
+        }
         let healed = Instant::now();
         println!("   healed at height {before}");
         let progress = wait_for(PROGRESS_WITHIN, || async {
@@ -351,15 +368,69 @@ pub async fn chaos(args: &ChaosArgs) -> Result<ChaosReport, String> {
     Ok(report)
 }
 
-/// Starts (`on`) or ends one fault on node `target`.
+/// No certificate of the heights the target was out of the set holds its signature (a removed
+/// validator's votes no longer count), and it signs again once restored.
+async fn check_churn(
+    clients: &[NodeClient],
+    target: usize,
+    target_hex: &str,
+    out: &Change,
+    back: &Change,
+) -> Result<Vec<Violation>, String> {
+    let other = &clients[(target + 1) % clients.len()];
+    let mut violations = Vec::new();
+    for height in out.effective_at..back.effective_at {
+        let block = other.block(height + 1).await.map_err(|e| e.to_string())?;
+        if block.signers.iter().any(|s| s == target_hex) {
+            violations.push(Violation {
+                invariant: "validator set",
+                detail: format!(
+                    "{} was out of the set at height {height}, but its precommit is in that \
+                     height's certificate",
+                    out.node
+                ),
+            });
+        }
+    }
+    let signs_again = wait_for(REJOIN_WITHIN, || async {
+        let top = other.height().await.unwrap_or(0);
+        match other.block(top).await {
+            Ok(block) => top > back.effective_at && block.signers.iter().any(|s| s == target_hex),
+            Err(_) => false,
+        }
+    })
+    .await;
+    if !signs_again {
+        violations.push(Violation {
+            invariant: "validator set",
+            detail: format!("{} never signed again after it was restored", back.node),
+        });
+    }
+    Ok(violations)
+}
+
+/// Starts (`on`) or ends one fault on node `target`; a validator-set change says what it did.
 async fn inject(
     processes: &mut Processes,
-    client: &NodeClient,
+    clients: &[NodeClient],
     target: usize,
     scenario: Scenario,
     on: bool,
-) -> Result<(), String> {
+) -> Result<Option<Change>, String> {
+    let client = &clients[target];
     let node = processes.manifest.nodes[target].name.clone();
+    if scenario == Scenario::ValidatorChurn {
+        let manifest = processes.manifest.clone();
+        let key = read_key_file(&Home::new(&manifest.nodes[target].home).validator_key())
+            .map_err(|e| e.to_string())?
+            .public();
+        let other = &clients[(target + 1) % clients.len()];
+        let power = if on { 0 } else { VALIDATOR_POWER };
+        return validators::update(&manifest, other, &node, key, power)
+            .await
+            .map(Some)
+            .map_err(|e| format!("{scenario} on {node}: {e}"));
+    }
     let result = tokio::task::block_in_place(|| -> Result<(), String> {
         let e = |e: crate::process::ProcessError| e.to_string();
         match (scenario, on) {
@@ -389,7 +460,7 @@ async fn inject(
                 processes.stop(target).map_err(e)?;
                 processes.start(target, &[]).map(|_| ()).map_err(e)
             }
-            (Scenario::Partition, _) => Ok(()),
+            (Scenario::Partition | Scenario::ValidatorChurn, _) => Ok(()),
         }
     });
     result.map_err(|e| format!("{scenario} on {node}: {e}"))?;
@@ -399,7 +470,7 @@ async fn inject(
             .await
             .map_err(|e| format!("{scenario} on {node}: {e}"))?;
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The highest height among the nodes other than `skip` that answer.

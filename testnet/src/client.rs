@@ -39,6 +39,8 @@ pub struct BlockSummary {
     pub txs: Vec<String>,
     /// Evidence items: the accused validator's key.
     pub evidence: Vec<String>,
+    /// The keys that signed the previous height's certificate (this block's last commit).
+    pub signers: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -158,6 +160,15 @@ impl NodeClient {
                 .to_owned(),
             txs,
             evidence,
+            signers: block["last_commit"]["signatures"]
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|s| s["validator"].as_str().unwrap_or_default().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 

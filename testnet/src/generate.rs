@@ -269,6 +269,7 @@ pub fn generate(args: &GenerateArgs) -> Result<GeneratedNetwork, String> {
         extra_accounts: (0..args.load_accounts)
             .map(|i| (load_key(i).public(), LOAD_BALANCE))
             .collect(),
+        authority: None,
     };
     let formed = ceremony::form(&members, &plan, &out.join("genesis.json"))?;
     let genesis_hash = hex::encode(formed.genesis.hash());

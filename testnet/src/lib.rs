@@ -15,6 +15,8 @@
 //! - [`bench`]: the saturation benchmark.
 //! - [`links`]: a testnet's links through the shaper (`--latency`), and `links.json`.
 //! - [`shaper`]: a userspace link shaper (delay, jitter, bandwidth, cut), in place of netem.
+//! - [`validators`]: `validator add|remove|set-power`, a running testnet's set changed by its
+//!   validator authority.
 
 pub mod bench;
 pub mod ceremony;
@@ -29,3 +31,4 @@ pub mod process;
 pub mod shaper;
 pub mod status;
 pub mod up;
+pub mod validators;

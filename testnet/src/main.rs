@@ -42,6 +42,12 @@ enum Command {
     /// from their public keys, a docker-compose.yml with its FROM-scratch image, systemd units,
     /// a Prometheus config and a README.
     Generate(GenerateCli),
+    /// Change a running testnet's validator set through its validator authority: add a node
+    /// (started as a full node, promoted once it caught up), remove one, or set a power.
+    Validator {
+        #[command(subcommand)]
+        command: ValidatorCli,
+    },
     /// Run a `weft` node from this binary (`weft-testnet node start --home DIR`); used when no
     /// `weft` binary sits beside this one.
     #[command(hide = true)]
@@ -69,6 +75,35 @@ enum Command {
     },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum ValidatorCli {
+    /// Start a new node as a full node, wait until it caught up, then make it a validator.
+    Add {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Its voting power (default: the testnet's validators').
+        #[arg(long)]
+        power: Option<u64>,
+    },
+    /// Remove a node from the validator set; it runs on as a full node.
+    Remove {
+        #[command(flatten)]
+        home: HomeArg,
+        /// The node's name (`node3`).
+        #[arg(long)]
+        node: String,
+    },
+    /// Set a validator's voting power.
+    SetPower {
+        #[command(flatten)]
+        home: HomeArg,
+        #[arg(long)]
+        node: String,
+        #[arg(long)]
+        power: u64,
+    },
 }
 
 #[derive(Args)]
@@ -369,6 +404,23 @@ fn main() -> ExitCode {
             }))
         }),
         Command::Generate(generate) => run_generate(generate),
+        Command::Validator { command } => runtime().and_then(|rt| {
+            let change = rt.block_on(async {
+                match command {
+                    ValidatorCli::Add { home, power } => {
+                        weft_testnet::validators::add(&home.home, power).await
+                    }
+                    ValidatorCli::Remove { home, node } => {
+                        weft_testnet::validators::set_power(&home.home, &node, 0).await
+                    }
+                    ValidatorCli::SetPower { home, node, power } => {
+                        weft_testnet::validators::set_power(&home.home, &node, power).await
+                    }
+                }
+            })?;
+            println!("{change}");
+            Ok(())
+        }),
         Command::Relay {
             listen,
             to,

@@ -112,6 +112,13 @@ pub fn load_key(index: usize) -> SecretKey {
     SecretKey(*seed.as_bytes())
 }
 
+/// The secret key of the testnet's validator authority (whose `ValidatorUpdate` txs change the
+/// set): a pure function, like the load keys. Local testnets only; a real network's authority
+/// is an operator's own key (`weft genesis set-authority`).
+pub fn authority_key() -> SecretKey {
+    SecretKey(*blake3::hash(b"weft-testnet-validator-authority").as_bytes())
+}
+
 impl Manifest {
     pub fn path(home: &Path) -> PathBuf {
         home.join(MANIFEST_FILE)
@@ -270,6 +277,7 @@ pub fn create(home: &Path, layout: &Layout) -> Result<Manifest, ManifestError> {
         extra_accounts: (0..layout.load_accounts)
             .map(|i| (load_key(i).public(), LOAD_BALANCE))
             .collect(),
+        authority: Some(authority_key().public()),
     };
     let formed = ceremony::form(&members, &plan, &home.join("genesis.json")).map_err(setup)?;
     let nodes: Vec<NodeEntry> = members
@@ -296,18 +304,14 @@ pub fn create(home: &Path, layout: &Layout) -> Result<Manifest, ManifestError> {
             .filter_map(|&j| formed.cards[j].persistent_peer.clone())
             .collect();
         ceremony::configure(&node.home, |config| {
-            config.p2p.listen = format!("/ip4/127.0.0.1/tcp/{}", node.p2p_port);
-            config.p2p.persistent_peers = peers;
-            config.p2p.degree = layout.degree;
-            config.p2p.gossip.clone_from(&layout.gossip);
-            config.rpc.laddr = format!("127.0.0.1:{}", node.rpc_port);
-            config.rpc.max_batch = 1_000;
-            config.rpc.max_body_bytes = 8 << 20;
-            config.rpc.unsafe_routes = true;
-            config.metrics.laddr = format!("127.0.0.1:{}", node.metrics_port);
-            config.mempool.size = config.mempool.size.max(100_000);
-            config.execution.threads = layout.threads;
-            config.log_level = "info".into();
+            local_config(
+                config,
+                node,
+                peers,
+                &layout.gossip,
+                layout.degree,
+                layout.threads,
+            );
         })
         .map_err(setup)?;
     }
@@ -323,6 +327,30 @@ pub fn create(home: &Path, layout: &Layout) -> Result<Manifest, ManifestError> {
     };
     manifest.save(&home)?;
     Ok(manifest)
+}
+
+/// A local node's config: loopback ports, its peers, the testnet's gossip settings, and
+/// limits for load.
+pub fn local_config(
+    config: &mut weft_node::config::Config,
+    node: &NodeEntry,
+    peers: Vec<String>,
+    gossip: &str,
+    degree: usize,
+    threads: usize,
+) {
+    config.p2p.listen = format!("/ip4/127.0.0.1/tcp/{}", node.p2p_port);
+    config.p2p.persistent_peers = peers;
+    config.p2p.degree = degree;
+    config.p2p.gossip = gossip.to_owned();
+    config.rpc.laddr = format!("127.0.0.1:{}", node.rpc_port);
+    config.rpc.max_batch = 1_000;
+    config.rpc.max_body_bytes = 8 << 20;
+    config.rpc.unsafe_routes = true;
+    config.metrics.laddr = format!("127.0.0.1:{}", node.metrics_port);
+    config.mempool.size = config.mempool.size.max(100_000);
+    config.execution.threads = threads;
+    config.log_level = "info".into();
 }
 
 /// Whom each node dials: a ring plus chords, so every node has about `degree` links and the

@@ -55,16 +55,10 @@ pub fn genesis(command: GenesisCommand) -> Result<String, CliError> {
         }
         GenesisCommand::AddAccount {
             file,
-            address,
-            from,
+            account,
             balance,
         } => {
-            let source = match (&address, &from) {
-                (Some(hex), _) => KeySource::Hex(hex),
-                (None, Some(card)) => KeySource::Card(card),
-                (None, None) => unreachable!("clap requires one"),
-            };
-            let (_, address) = ceremony::resolve_key(source, None)?;
+            let (_, address) = ceremony::resolve_key(account.source(), None)?;
             let path = file.path();
             let genesis = ceremony::add_account(&path, &address, balance)?;
             Ok(format!(
@@ -73,17 +67,8 @@ pub fn genesis(command: GenesisCommand) -> Result<String, CliError> {
                 genesis.accounts.len()
             ))
         }
-        GenesisCommand::SetAuthority {
-            file,
-            address,
-            from,
-        } => {
-            let source = match (&address, &from) {
-                (Some(hex), _) => KeySource::Hex(hex),
-                (None, Some(card)) => KeySource::Card(card),
-                (None, None) => unreachable!("clap requires one"),
-            };
-            let (_, address) = ceremony::resolve_key(source, None)?;
+        GenesisCommand::SetAuthority { file, account } => {
+            let (_, address) = ceremony::resolve_key(account.source(), None)?;
             let path = file.path();
             ceremony::set_authority(&path, &address)?;
             Ok(format!(

@@ -181,11 +181,8 @@ pub enum GenesisCommand {
     AddAccount {
         #[command(flatten)]
         file: GenesisFile,
-        /// The account's public key, 64 hex digits.
-        #[arg(long, required_unless_present = "from", conflicts_with = "from")]
-        address: Option<String>,
-        #[arg(long)]
-        from: Option<PathBuf>,
+        #[command(flatten)]
+        account: AccountKey,
         #[arg(long)]
         balance: u64,
     },
@@ -194,11 +191,8 @@ pub enum GenesisCommand {
     SetAuthority {
         #[command(flatten)]
         file: GenesisFile,
-        /// The authority account's public key, 64 hex digits.
-        #[arg(long, required_unless_present = "from", conflicts_with = "from")]
-        address: Option<String>,
-        #[arg(long)]
-        from: Option<PathBuf>,
+        #[command(flatten)]
+        account: AccountKey,
     },
     /// Check a genesis completely, as `weft start` will.
     Validate {
@@ -215,6 +209,27 @@ pub enum GenesisCommand {
         #[command(flatten)]
         file: GenesisFile,
     },
+}
+
+/// An account's public key: `--address` (64 hex digits) or `--from` (an operator's card).
+#[derive(Args, Debug)]
+pub struct AccountKey {
+    /// The account's public key, 64 hex digits.
+    #[arg(long, required_unless_present = "from", conflicts_with = "from")]
+    pub address: Option<String>,
+    /// An account's card (JSON, as `weft keys show --key K --json` prints it).
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+}
+
+impl AccountKey {
+    pub fn source(&self) -> KeySource<'_> {
+        match (&self.address, &self.from) {
+            (Some(hex), _) => KeySource::Hex(hex),
+            (None, Some(card)) => KeySource::Card(card),
+            (None, None) => unreachable!("clap requires one"),
+        }
+    }
 }
 
 #[derive(Args, Debug, Default)]

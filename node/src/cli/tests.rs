@@ -212,11 +212,23 @@ fn a_coordinator_assembles_a_genesis_from_cards() {
         (
             GenesisCommand::AddAccount {
                 file: file.clone(),
-                address: Some("xyz".into()),
-                from: None,
+                account: AccountKey {
+                    address: Some("xyz".into()),
+                    from: None,
+                },
                 balance: 1,
             },
             "address is 3 characters",
+        ),
+        (
+            GenesisCommand::SetAuthority {
+                file: file.clone(),
+                account: AccountKey {
+                    address: Some("00".repeat(31)),
+                    from: None,
+                },
+            },
+            "62 characters",
         ),
     ];
     let before = std::fs::read(&path).unwrap();
@@ -236,11 +248,27 @@ fn a_coordinator_assembles_a_genesis_from_cards() {
 
     run(GenesisCommand::AddAccount {
         file: file.clone(),
-        address: Some(hex::encode(SecretKey([4; 32]).public())),
-        from: None,
+        account: AccountKey {
+            address: Some(hex::encode(SecretKey([4; 32]).public())),
+            from: None,
+        },
         balance: 500,
     })
     .unwrap();
+    let authority = hex::encode(SecretKey([5; 32]).public());
+    run(GenesisCommand::SetAuthority {
+        file: file.clone(),
+        account: AccountKey {
+            address: Some(authority.clone()),
+            from: None,
+        },
+    })
+    .unwrap();
+    let genesis = weft_genesis::Genesis::load(&path).unwrap();
+    assert_eq!(
+        genesis.validator_authority.as_deref(),
+        Some(authority.as_str())
+    );
     let valid = run(GenesisCommand::Validate { file: file.clone() }).unwrap();
     assert!(valid.contains("3 validators (total power 30)"), "{valid}");
     let hash = run(GenesisCommand::Hash { file: file.clone() }).unwrap();

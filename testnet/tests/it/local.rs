@@ -1,10 +1,11 @@
 //! The testnet tool end to end, as a user runs it: `up` in the background, `status`, `load`,
-//! `chaos --scenario all`, then Ctrl-C (SIGINT) to `up`, which stops every node. And `up`
+//! `chaos --scenario all`, `validator add` and `validator remove`, then Ctrl-C (SIGINT) to
+//! `up`, which stops every node it started (`down` the one added). And `up`
 //! whose output pipe closes, or that is killed outright, leaves no node running. Real
 //! processes on 127.0.0.1.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,19 @@ fn testnet(args: &[&str], home: &Path) -> Output {
 /// Stops `up` (and so the nodes) even when an assertion fails.
 struct Up(Option<Child>);
 
+/// Stops every node of the testnet at the path (`down`), also those `up` did not start, even
+/// when an assertion fails.
+struct Down(PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = Command::new(TESTNET)
+            .args(["down", "--home"])
+            .arg(&self.0)
+            .output();
+    }
+}
+
 impl Drop for Up {
     fn drop(&mut self) {
         if let Some(mut child) = self.0.take() {
@@ -94,6 +108,7 @@ fn up_status_load_chaos_and_a_clean_stop() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
+    let _down = Down(home.clone());
     let mut up = Up(Some(child));
 
     // Up is healthy once it says so (every node committed a block).
@@ -181,9 +196,40 @@ fn up_status_load_chaos_and_a_clean_stop() {
         "partition",
         "byzantine-dag",
         "equivocate",
+        "validator-churn",
     ] {
         assert!(text.contains(&format!("== {scenario}")), "{scenario} ran");
     }
+
+    // The validator set changes while it runs: a fifth node joins (a full node first, promoted
+    // once it caught up), and an original validator leaves.
+    let added = testnet(&["validator", "add"], &home);
+    let text = String::from_utf8_lossy(&added.stdout);
+    let errors = String::from_utf8_lossy(&added.stderr);
+    assert!(
+        added.status.success(),
+        "validator add failed:\n{text}{errors}"
+    );
+    assert!(
+        text.contains("node4 is a validator with power 10"),
+        "{text}"
+    );
+    let removed = testnet(&["validator", "remove", "--node", "node1"], &home);
+    let text = String::from_utf8_lossy(&removed.stdout);
+    let errors = String::from_utf8_lossy(&removed.stderr);
+    assert!(
+        removed.status.success(),
+        "validator remove failed:\n{text}{errors}"
+    );
+    assert!(
+        text.contains("node1 is removed from the validator set"),
+        "{text}"
+    );
+    let status = testnet(&["status"], &home);
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(table.contains("all reachable nodes agree"), "{table}");
+    let grown = Manifest::load(&home).unwrap();
+    assert_eq!(grown.nodes.len(), VALIDATORS + 1);
 
     // Ctrl-C to `up` stops every node cleanly.
     let mut child = up.0.take().unwrap();
@@ -205,6 +251,11 @@ fn up_status_load_chaos_and_a_clean_stop() {
         assert!(running_pid(node).is_none(), "{} still runs", node.name);
     }
     assert!(text.contains("stopped;"), "{text}");
+    // The added node is not `up`'s child: `down` stops it.
+    assert!(testnet(&["down"], &home).status.success());
+    for node in &grown.nodes {
+        assert!(running_pid(node).is_none(), "{} still runs", node.name);
+    }
 }
 
 #[test]
