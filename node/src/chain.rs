@@ -869,3 +869,122 @@ pub fn code_name(code: u8) -> &'static str {
         _ => "unknown",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+    use weft_execution::tx::ValidatorKey;
+
+    use super::*;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn id(seed: u8) -> ValidatorId {
+        ValidatorId(key(seed).verifying_key().to_bytes())
+    }
+
+    fn set(powers: &[(u8, u64)]) -> ValidatorSet {
+        ValidatorSet::new(powers.iter().map(|&(seed, power)| Validator {
+            id: id(seed),
+            power,
+        }))
+        .unwrap()
+    }
+
+    fn tx(seed: u8, nonce: u64, update: Option<(u8, u64)>) -> Transaction {
+        let chain = ChainId::new("weft-test").unwrap();
+        let payload = match update {
+            Some((validator, power)) => Payload::ValidatorUpdate {
+                validator: ValidatorKey::new(id(validator).0).unwrap(),
+                power,
+            },
+            None => Payload::Transfer {
+                to: Address([9; 32]),
+                amount: 1,
+            },
+        };
+        Transaction::sign(chain, &key(seed), nonce, payload)
+    }
+
+    /// A proposal carries the first validator update; a second waits, with every later tx of
+    /// its sender (whose nonces follow it), and other senders' txs are untouched.
+    #[test]
+    fn a_block_takes_one_validator_update_and_defers_the_rest_in_nonce_order() {
+        let txs = vec![
+            tx(1, 0, Some((5, 10))),
+            tx(2, 0, None),
+            tx(1, 1, Some((6, 10))),
+            tx(1, 2, None),
+            tx(2, 1, None),
+        ];
+        let kept = one_validator_update(txs.clone());
+        assert_eq!(kept, vec![txs[0].clone(), txs[1].clone(), txs[4].clone()]);
+    }
+
+    /// The set of the height after next: the next set advanced a height, then the updates
+    /// applied; refused past a third of the power moved, or for a change the set cannot take.
+    #[test]
+    fn the_set_after_next_follows_the_updates_within_the_bound() {
+        let next = set(&[(1, 10), (2, 10), (3, 10), (4, 10)]);
+        assert_eq!(after_next(&next, &[]).unwrap(), next.next_height());
+        let joined = after_next(
+            &next,
+            &[Validator {
+                id: id(5),
+                power: 10,
+            }],
+        )
+        .unwrap();
+        assert_eq!(joined.len(), 5);
+        assert_eq!(joined.power(&id(5)), Some(10));
+        let too_much = after_next(
+            &next,
+            &[Validator {
+                id: id(5),
+                power: 14,
+            }],
+        );
+        assert!(
+            matches!(&too_much, Err(Invalid::ValidatorUpdates(m)) if m.contains("at most a third")),
+            "{too_much:?}"
+        );
+        let unknown = after_next(
+            &next,
+            &[Validator {
+                id: id(9),
+                power: 0,
+            }],
+        );
+        assert!(
+            matches!(unknown, Err(Invalid::ValidatorUpdates(_))),
+            "{unknown:?}"
+        );
+    }
+
+    /// The header's validator hashes commit to the members and powers, not to the priorities
+    /// (which advance every height).
+    #[test]
+    fn validator_hashes_commit_to_members_and_powers_only() {
+        let genesis = set(&[(1, 10), (2, 10), (3, 10)]);
+        assert_eq!(
+            validators_hash(&genesis),
+            validators_hash(&genesis.next_height())
+        );
+        let changed = genesis
+            .apply_updates(&[Validator {
+                id: id(2),
+                power: 11,
+            }])
+            .unwrap();
+        assert_ne!(validators_hash(&genesis), validators_hash(&changed));
+        let joined = genesis
+            .apply_updates(&[Validator {
+                id: id(4),
+                power: 1,
+            }])
+            .unwrap();
+        assert_ne!(validators_hash(&genesis), validators_hash(&joined));
+    }
+}

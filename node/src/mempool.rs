@@ -27,6 +27,7 @@
 //! | 8 | [`AdmitError::AlreadyKnown`] | pending, or recently admitted |
 //! | 9 | [`AdmitError::NonceTaken`] | another pending tx holds this sender and nonce |
 //! | 10 | [`AdmitError::StateUnavailable`] | the sender's account could not be read |
+//! | 11 | [`AdmitError::NotValidatorAuthority`] | a validator update not from the genesis's authority |
 //!
 //! Bounds: pending txs by count (`size`) and bytes (`max_bytes`), each tx by `tx_bytes_max`,
 //! the verdict cache by `cache_size` (FIFO), and a sender's pending nonces by the gap rule.
@@ -40,8 +41,8 @@ use std::sync::Arc;
 use thiserror::Error;
 use weft_execution::tx::TX_BYTES_MAX;
 use weft_execution::{
-    Account, Address, ChainId, SignatureError, StateKey, StateValue, StateView, StorageError,
-    Transaction, TxHash, verify_signatures,
+    Account, Address, ChainId, Payload, SignatureError, StateKey, StateValue, StateView,
+    StorageError, Transaction, TxHash, verify_signatures,
 };
 
 /// Default most pending txs.
@@ -133,6 +134,8 @@ pub enum AdmitError {
     NonceTaken,
     #[error("sender's account could not be read: {0}")]
     StateUnavailable(String),
+    #[error("a validator update must come from the validator authority, and this sender is not it")]
+    NotValidatorAuthority,
 }
 
 impl AdmitError {
@@ -149,6 +152,7 @@ impl AdmitError {
             AdmitError::AlreadyKnown => 8,
             AdmitError::NonceTaken => 9,
             AdmitError::StateUnavailable(_) => 10,
+            AdmitError::NotValidatorAuthority => 11,
         }
     }
 }
@@ -280,6 +284,14 @@ impl Mempool {
                 expected: self.chain_id.as_str().to_owned(),
                 got: tx.chain_id.as_str().to_owned(),
             });
+        }
+        if matches!(tx.payload, Payload::ValidatorUpdate { .. }) {
+            let authority = state
+                .get(&StateKey::ValidatorAuthority)
+                .map_err(|error| AdmitError::StateUnavailable(error.to_string()))?;
+            if authority != Some(StateValue::Authority(tx.sender)) {
+                return Err(AdmitError::NotValidatorAuthority);
+            }
         }
         // The encoding is canonical, so the input bytes are the tx's encoding.
         let hash = TxHash(*blake3::hash(raw).as_bytes());
@@ -741,7 +753,7 @@ impl SeenCache {
 mod tests {
     use ed25519_dalek::SigningKey;
     use proptest::prelude::*;
-    use weft_execution::{LtHash, MemoryState, Payload};
+    use weft_execution::{LtHash, MemoryState};
 
     use super::*;
 
@@ -798,6 +810,34 @@ mod tests {
 
     fn pool(config: MempoolConfig) -> Mempool {
         Mempool::new(config, chain())
+    }
+
+    /// Only the genesis's validator authority may send a validator update; anyone else's is
+    /// refused at the door, with code 11.
+    #[test]
+    fn validator_updates_come_only_from_the_authority() {
+        let mut state = state(&[(1, 0), (2, 0)]);
+        let update = |seed: u8| {
+            let payload = Payload::ValidatorUpdate {
+                validator: weft_execution::tx::ValidatorKey::new(address(7).0).unwrap(),
+                power: 5,
+            };
+            Transaction::sign(chain(), &key(seed), 0, payload)
+        };
+        let mut pool = pool(MempoolConfig::default());
+        let refused = pool.check(&update(2).encode(), &state).unwrap_err();
+        assert_eq!(refused, AdmitError::NotValidatorAuthority);
+        assert_eq!(refused.code(), 11);
+        state.insert(
+            StateKey::ValidatorAuthority,
+            StateValue::Authority(address(1)),
+        );
+        assert_eq!(
+            pool.check(&update(2).encode(), &state).unwrap_err(),
+            AdmitError::NotValidatorAuthority
+        );
+        pool.check(&update(1).encode(), &state)
+            .expect("the authority's update is admitted");
     }
 
     fn admit_all(pool: &mut Mempool, txs: &[Transaction], state: &dyn StateView) {

@@ -10,6 +10,7 @@
 //! - `crash`: a child process committing to sled is SIGKILLed; reopening gives exactly the state
 //!   of a height at or after the last one it acknowledged.
 //! - `signatures`: batched verification blames exactly the bad txs.
+//! - `validator_updates`: each `ValidatorUpdate` outcome code; the set and totals it writes.
 //! - `architecture`: the crate graph keeps tokio, libp2p and the node's crates out of the core.
 //!
 //! Randomized tests print their seed in every failure message. To replay one, add the seed to
@@ -27,6 +28,7 @@ mod parallel;
 mod signatures;
 mod storage;
 mod support;
+mod validator_updates;
 mod values;
 
 use weft_execution::probe::{self, AllocProbe};

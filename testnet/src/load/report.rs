@@ -413,6 +413,7 @@ pub fn code_name(code: u32) -> &'static str {
         8 => "already known",
         9 => "nonce taken",
         10 => "state unavailable",
+        11 => "not the validator authority",
         _ => "unknown",
     }
 }
