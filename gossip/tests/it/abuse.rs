@@ -5,7 +5,8 @@
 //! - far-future votes, and one signer's flood of distinct votes;
 //! - oversized frames (the allocation bound is `tests/oversize.rs`, under a global probe);
 //! - a slow reader that accepts the node's stream and never reads it;
-//! - a peer that opens more streams than the limit.
+//! - a peer that opens more streams than the limit;
+//! - a validator removed from the set that keeps voting.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use libp2p::PeerId;
 use libp2p::identity::Keypair;
 use parking_lot::Mutex;
 use weft_consensus::{
-    Height, Round, SignedVote, Validator, ValidatorId, ValidatorSet, ValueId, VoteType,
+    Height, HeightSets, Round, SignedVote, Validator, ValidatorId, ValidatorSet, ValueId, VoteType,
 };
 use weft_gossip::cluster::{Cluster, Inbound, RawPeer};
 use weft_gossip::score::{BAN_THRESHOLD, Offence};
@@ -113,6 +114,71 @@ async fn honest_votes_flow(cluster: &Cluster, delivered: &[Delivered], round: u3
         || format!("honest votes (member, from) {:?} not delivered", missing()),
     )
     .await;
+}
+
+/// A validator removed from the set from [`HEIGHT`] on keeps voting: its votes of the heights
+/// it was still in are delivered; those of [`HEIGHT`] are delivered nowhere, cost the peer
+/// that sent them (the removed validator's own node) an unknown-validator penalty each, and
+/// honest votes still flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_validator_that_keeps_voting_is_ignored_and_charged() {
+    let (cluster, delivered) = start(|_, _| {}).await;
+    let removed = SIGNER;
+    let all = cluster.validators.clone();
+    let rest = all
+        .apply_updates(&[Validator {
+            id: cluster.members[removed].id,
+            power: 0,
+        }])
+        .unwrap();
+    let sets = HeightSets::new([
+        (Height(HEIGHT.0 - 1), all.clone()),
+        (HEIGHT, rest.clone()),
+        (Height(HEIGHT.0 + 1), rest),
+    ])
+    .unwrap();
+    for member in &cluster.members {
+        member.handle.set_validators(sets.clone());
+    }
+    let value = Some(ValueId([7; 32]));
+    let old = cluster.vote(
+        removed,
+        VoteType::Prevote,
+        Height(HEIGHT.0 - 1),
+        Round(0),
+        value,
+    );
+    let new = cluster.vote(removed, VoteType::Prevote, HEIGHT, Round(0), value);
+    let sender = cluster.members[removed].handle.peer_id();
+    cluster.members[removed].handle.publish(Message::Vote(old));
+    cluster.members[removed].handle.publish(Message::Vote(new));
+    wait_for(
+        || (0..2).all(|m| delivered[m].lock().contains(&old)),
+        || "the vote of a height it was still in was not delivered".into(),
+    )
+    .await;
+    wait_for(
+        || {
+            (0..2).all(|m| {
+                cluster.members[m].handle.score(&sender) >= Offence::UnknownValidator.penalty()
+            })
+        },
+        || {
+            format!(
+                "scores {:?}",
+                (0..2)
+                    .map(|m| cluster.members[m].handle.score(&sender))
+                    .collect::<Vec<_>>()
+            )
+        },
+    )
+    .await;
+    assert!(
+        (0..2).all(|m| !delivered[m].lock().contains(&new)),
+        "a removed validator's vote was delivered"
+    );
+    honest_votes_flow(&cluster, &delivered, 3).await;
+    cluster.shutdown().await;
 }
 
 fn height_of(message: &Message) -> Height {
