@@ -388,15 +388,22 @@ impl Chain {
         &self.sets.next
     }
 
-    /// The sets of the last committed height and the two after it, for checks that must use the
-    /// set of a message's own height (gossip's).
+    /// The sets of the heights gossip keeps (from [`weft_gossip::semantic::HEIGHTS_KEPT`] below
+    /// the last committed height) to the two after it, for checks that must use the set of a
+    /// message's own height (gossip's). A height older than these is neither trusted nor
+    /// blamed there.
     pub fn height_sets(&self) -> HeightSets {
-        let next = self.last.height.next();
-        let entries = self
-            .sets
-            .last
-            .iter()
-            .map(|set| (self.last.height, set.clone()))
+        let last = self.last.height;
+        let next = last.next();
+        let below = weft_gossip::semantic::HEIGHTS_KEPT;
+        let older = (last.0.saturating_sub(below)..last.0).filter_map(|h| {
+            self.validators_at(Height(h))
+                .ok()
+                .flatten()
+                .map(|set| (Height(h), set))
+        });
+        let entries = older
+            .chain(self.sets.last.iter().map(|set| (last, set.clone())))
             .chain([
                 (next, self.sets.current.clone()),
                 (next.next(), self.sets.next.clone()),

@@ -421,6 +421,12 @@ fn every_subcommand_parses() {
         ),
         "weft tx register-name --key k --name alice".into(),
         "weft tx pay-name --key k --name alice --amount 9".into(),
+        format!(
+            "weft tx validator-update --key authority.json --pubkey {} --power 0",
+            hex::encode(SecretKey([4; 32]).public())
+        ),
+        format!("weft genesis set-authority --genesis g.json --address {to}"),
+        "weft genesis set-authority --from card.json".into(),
         "weft version".into(),
     ];
     for line in &accepted {
@@ -445,6 +451,17 @@ fn every_subcommand_parses() {
         "weft tx transfer --key k --to 00 --amount 3".into(),
         "weft tx transfer --key k --to zz --amount 3".into(),
         "weft tx register-name --key k --name Alice".into(),
+        // Not a curve point; a key file where the public key belongs; no power.
+        format!(
+            "weft tx validator-update --key k --pubkey 02{} --power 1",
+            "00".repeat(31)
+        ),
+        "weft tx validator-update --key k --pubkey Cargo.toml --power 1".into(),
+        format!(
+            "weft tx validator-update --key k --pubkey {}",
+            hex::encode(SecretKey([4; 32]).public())
+        ),
+        "weft genesis set-authority".into(),
         "weft tx pay-name --key k --name alice --amount -1".into(),
         format!("weft tx transfer --key k --to {to} --amount 3 --chain-id bad/id"),
         format!("weft tx transfer --key k --to {to}"),
