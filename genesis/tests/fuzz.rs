@@ -100,7 +100,12 @@ fn check_accepted_genesis(genesis: &Genesis) {
     let _ = genesis.chain_id();
     let _ = genesis.timeout_params();
     let _ = genesis.genesis_time_ms();
-    assert_eq!(genesis.initial_state().len(), genesis.accounts.len());
+    // Each account, each validator, the validator totals, and the authority if named.
+    let authority = usize::from(genesis.validator_authority.is_some());
+    assert_eq!(
+        genesis.initial_state().len(),
+        genesis.accounts.len() + genesis.validators.len() + 1 + authority
+    );
     let again = Genesis::from_json(&genesis.to_json_pretty()).expect("its own JSON loads");
     assert_eq!(&again, genesis);
     assert_eq!(again.hash(), hash);

@@ -11,6 +11,7 @@ use std::fs;
 use ed25519_dalek::VerifyingKey;
 use serde_json::{Value, json};
 use weft_consensus::{TimeoutParams, ValidatorId};
+use weft_execution::tx::ValidatorKey;
 use weft_execution::{Account, Address, MemoryState, StateKey, StateValue, StateView};
 use weft_genesis::genesis::{BLOCK_BYTES_MAX, TIMEOUT_MS_MAX};
 use weft_genesis::{
@@ -655,8 +656,9 @@ fn the_conversions_give_the_validator_set_timeouts_chain_id_and_state() {
     assert_eq!(genesis.chain_id().as_str(), "weft-test-1");
     assert_eq!(genesis.genesis_time_ms(), GENESIS_TIME_MS);
 
+    // The accounts, then the scheduled validator set and its totals (no authority named).
     let state = genesis.initial_state();
-    assert_eq!(state.len(), 3);
+    assert_eq!(state.len(), 3 + genesis.validators.len() + 1);
     let mut pairs = Vec::new();
     for i in 0..3u8 {
         let key = StateKey::Account(Address(key(100 + i)));
@@ -667,6 +669,19 @@ fn the_conversions_give_the_validator_set_timeouts_chain_id_and_state() {
         assert_eq!(state.get(&key).unwrap(), Some(value));
         pairs.push((key, value));
     }
+    for validator in &genesis.validators {
+        let key = StateKey::Validator(ValidatorKey::new(validator.public_key().unwrap()).unwrap());
+        let value = StateValue::ValidatorPower(validator.power);
+        assert_eq!(state.get(&key).unwrap(), Some(value));
+        pairs.push((key, value));
+    }
+    let totals = StateValue::ValidatorTotals {
+        total: genesis.total_power(),
+        count: genesis.validators.len() as u32,
+    };
+    assert_eq!(state.get(&StateKey::ValidatorTotals).unwrap(), Some(totals));
+    pairs.push((StateKey::ValidatorTotals, totals));
+    assert_eq!(state.get(&StateKey::ValidatorAuthority).unwrap(), None);
     assert_eq!(state.root(), MemoryState::from_pairs(pairs).root());
 }
 
@@ -887,4 +902,37 @@ fn a_refused_addition_names_the_problem_and_changes_nothing() {
         assert!(expected(&problem), "{address}: {problem}");
         assert_eq!(genesis, base, "{address} changed the genesis");
     }
+}
+
+/// The validator authority: optional (a genesis without one hashes as before), refused when
+/// malformed, part of the hash and of the initial state when named.
+#[test]
+fn the_validator_authority_is_checked_hashed_and_written_to_the_state() {
+    let plain = sample();
+    assert_eq!(plain.validator_authority, None);
+    assert!(!plain.to_json_pretty().contains("validator_authority"));
+    let mut named = plain.clone();
+    let authority = hex::encode(key(100));
+    named.set_authority(&authority).unwrap();
+    assert_ne!(named.hash(), plain.hash());
+    let again = Genesis::from_json(&named.to_json_pretty()).unwrap();
+    assert_eq!(again.hash(), named.hash());
+    assert_eq!(
+        named
+            .initial_state()
+            .get(&StateKey::ValidatorAuthority)
+            .unwrap(),
+        Some(StateValue::Authority(Address(key(100))))
+    );
+    let mut bad = plain.clone();
+    let refused = bad.set_authority("xyz").unwrap_err();
+    assert!(
+        refused.to_string().contains("validator_authority"),
+        "{refused}"
+    );
+    assert_eq!(bad, plain, "a refusal changed the genesis");
+    let mut value = sample_value();
+    value["validator_authority"] = Value::String("00".repeat(31));
+    let error = Genesis::from_json(&value.to_string()).unwrap_err();
+    assert!(error.to_string().contains("validator_authority"), "{error}");
 }

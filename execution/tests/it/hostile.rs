@@ -363,11 +363,21 @@ fn crafted_inputs_get_their_exact_verdict() {
         (
             "unknown payload kind",
             Tx,
-            concat(&[&[1, b'c'], &[0; 32], &[0; 8], &[4]]),
+            concat(&[&[1, b'c'], &[0; 32], &[0; 8], &[5]]),
             0,
             Rejected(DecodeError::UnknownTag {
                 what: "payload kind",
-                tag: 4,
+                tag: 5,
+            }),
+        ),
+        (
+            "validator update naming a key off the curve",
+            Tx,
+            concat(&[&[1, b'c'], &[0; 32], &[0; 8], &[4, 2], &[0; 31], &[0; 8]]),
+            0,
+            Rejected(DecodeError::Invalid {
+                what: "validator key",
+                reason: "not an ed25519 public key",
             }),
         ),
         (
@@ -669,11 +679,21 @@ fn crafted_inputs_get_their_exact_verdict() {
         (
             "unknown key kind",
             Key,
-            vec![3],
+            vec![6],
             0,
             Rejected(DecodeError::UnknownTag {
                 what: "state key kind",
-                tag: 3,
+                tag: 6,
+            }),
+        ),
+        (
+            "validator key off the curve",
+            Key,
+            concat(&[&[3, 2], &[0; 31]]),
+            0,
+            Rejected(DecodeError::Invalid {
+                what: "validator key",
+                reason: "not an ed25519 public key",
             }),
         ),
         (
