@@ -116,10 +116,11 @@ async fn honest_votes_flow(cluster: &Cluster, delivered: &[Delivered], round: u3
     .await;
 }
 
-/// A validator removed from the set from [`HEIGHT`] on keeps voting: its votes of the heights
-/// it was still in are delivered; those of [`HEIGHT`] are delivered nowhere, cost the peer
-/// that sent them (the removed validator's own node) an unknown-validator penalty each, and
-/// honest votes still flow.
+/// A validator removed from the set from the height after [`HEIGHT`] on keeps voting: its vote
+/// of [`HEIGHT`], where it still is, is delivered; its vote of the next height is delivered
+/// nowhere and costs the peer that sent it (the removed validator's own node) an
+/// unknown-validator penalty, and honest votes still flow. (Both heights are ones the honest
+/// nodes, advertising [`HEIGHT`], take from peers.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_validator_that_keeps_voting_is_ignored_and_charged() {
     let (cluster, delivered) = start(|_, _| {}).await;
@@ -131,24 +132,19 @@ async fn a_removed_validator_that_keeps_voting_is_ignored_and_charged() {
             power: 0,
         }])
         .unwrap();
+    let after = Height(HEIGHT.0 + 1);
     let sets = HeightSets::new([
-        (Height(HEIGHT.0 - 1), all.clone()),
-        (HEIGHT, rest.clone()),
-        (Height(HEIGHT.0 + 1), rest),
+        (HEIGHT, all.clone()),
+        (after, rest.clone()),
+        (Height(HEIGHT.0 + 2), rest),
     ])
     .unwrap();
     for member in &cluster.members {
         member.handle.set_validators(sets.clone());
     }
     let value = Some(ValueId([7; 32]));
-    let old = cluster.vote(
-        removed,
-        VoteType::Prevote,
-        Height(HEIGHT.0 - 1),
-        Round(0),
-        value,
-    );
-    let new = cluster.vote(removed, VoteType::Prevote, HEIGHT, Round(0), value);
+    let old = cluster.vote(removed, VoteType::Prevote, HEIGHT, Round(5), value);
+    let new = cluster.vote(removed, VoteType::Prevote, after, Round(0), value);
     let sender = cluster.members[removed].handle.peer_id();
     cluster.members[removed].handle.publish(Message::Vote(old));
     cluster.members[removed].handle.publish(Message::Vote(new));
