@@ -26,6 +26,9 @@ pub enum StateKey {
 }
 
 impl StateKey {
+    /// The first byte of a [`StateKey::Validator`] key's encoding.
+    pub const VALIDATOR_KIND: u8 = 3;
+
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         match self {
             StateKey::Account(address) => {

@@ -6,11 +6,14 @@
 //! committed height, never a mix of two.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use thiserror::Error;
 
 use crate::codec::DecodeError;
 use crate::lattice::LtHash;
+use crate::snapshot::{Chunk, Chunker};
 use crate::state::{ChangeSet, MemoryState, StateKey, StateValue, StateView};
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -101,6 +104,13 @@ impl Storage for MemoryStorage {
 const STATE_PREFIX: u8 = 1;
 const META_HEIGHT: &[u8] = &[0, b'h'];
 const META_LATTICE: &[u8] = &[0, b'l'];
+/// Present while a snapshot is being restored into the tree: a store that holds it on opening
+/// was cut off mid-restore and is reset.
+const META_RESTORING: &[u8] = &[0, b'r'];
+/// Undo records of a snapshot being read: `[UNDO_PREFIX][height][state key]` holds what the key
+/// held at that height (`[0]`: absent; `[1]` and the value), written before a commit changes
+/// the key for the first time since.
+const UNDO_PREFIX: u8 = 2;
 
 /// State stored in sled.
 pub struct SledStorage {
@@ -108,6 +118,12 @@ pub struct SledStorage {
     tree: sled::Tree,
     height: u64,
     lattice: LtHash,
+    /// The storage height a snapshot is being read at, if one is.
+    frozen: Arc<Mutex<Option<u64>>>,
+    /// Flush every commit (the default); off only to build fixtures fast.
+    durable: bool,
+    /// Set when opening found a restore cut short, and reset the store.
+    abandoned_restore: bool,
 }
 
 impl std::fmt::Debug for SledStorage {
@@ -135,7 +151,17 @@ impl SledStorage {
             tree,
             height: 0,
             lattice: LtHash::identity(),
+            frozen: Arc::new(Mutex::new(None)),
+            durable: true,
+            abandoned_restore: false,
         };
+        if storage.tree.get(META_RESTORING)?.is_some() {
+            // A restore was cut short: what the tree holds is a partial state. Start afresh.
+            storage.tree.clear()?;
+            storage.db.flush()?;
+            storage.abandoned_restore = true;
+        }
+        storage.clear_prefix(&[UNDO_PREFIX])?;
         match storage.tree.get(META_LATTICE)? {
             Some(bytes) => storage.load_meta(&bytes)?,
             None => storage.write_genesis(genesis)?,
@@ -189,6 +215,42 @@ impl SledStorage {
         }
     }
 
+    /// Whether opening found a snapshot restore cut short (and reset the store to genesis).
+    pub fn abandoned_restore(&self) -> bool {
+        self.abandoned_restore
+    }
+
+    /// Turns the flush after each commit off (`false`) or on. Only for building fixtures and
+    /// benchmarks' chains fast: a crash loses commits made while it is off.
+    pub fn set_durable(&mut self, durable: bool) {
+        self.durable = durable;
+    }
+
+    fn clear_prefix(&self, prefix: &[u8]) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        let mut any = false;
+        for entry in self.tree.scan_prefix(prefix) {
+            let (key, _) = entry?;
+            batch.remove(key);
+            any = true;
+        }
+        if any {
+            self.tree.apply_batch(batch)?;
+        }
+        Ok(())
+    }
+
+    /// The stored pairs whose key's encoding starts with `kind` (one [`StateKey`] variant).
+    pub fn pairs_of_kind(&self, kind: u8) -> Result<Vec<(StateKey, StateValue)>, StorageError> {
+        self.tree
+            .scan_prefix([STATE_PREFIX, kind])
+            .map(|entry| {
+                let (key, value) = entry?;
+                decode_pair(&key, &value)
+            })
+            .collect()
+    }
+
     /// Every stored pair, sorted by encoded key.
     pub fn pairs(&self) -> Result<Vec<(StateKey, StateValue)>, StorageError> {
         self.tree
@@ -198,6 +260,98 @@ impl SledStorage {
                 decode_pair(&key, &value)
             })
             .collect()
+    }
+}
+
+fn check_aux(key: &[u8]) -> Result<(), StorageError> {
+    if key.first().is_none_or(|b| *b < AUX_PREFIX_MIN) {
+        return Err(StorageError::Corrupt(format!(
+            "auxiliary key {key:02x?} is below the reserved prefix"
+        )));
+    }
+    Ok(())
+}
+
+fn undo_key(at: u64, encoded_key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + encoded_key.len());
+    out.push(UNDO_PREFIX);
+    out.extend_from_slice(&at.to_be_bytes());
+    out.extend_from_slice(encoded_key);
+    out
+}
+
+/// Reads the state as it was at a frozen height while commits go on, and cuts it into chunks.
+/// Dropping it (or [`SnapshotReader::finish`]) unfreezes the store.
+pub struct SnapshotReader {
+    tree: sled::Tree,
+    frozen: Arc<Mutex<Option<u64>>>,
+    height: u64,
+    lattice: LtHash,
+}
+
+impl SnapshotReader {
+    /// The storage height frozen.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// The lattice hash of the state at that height.
+    pub fn lattice(&self) -> &LtHash {
+        &self.lattice
+    }
+
+    /// Cuts the frozen state into chunks, handing each to `sink` in order, and checks that
+    /// their lattice hashes sum to the frozen state's. Stops at the first error of `sink`.
+    pub fn chunks(
+        &self,
+        mut sink: impl FnMut(Chunk) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let mut chunker = Chunker::default();
+        let mut total = LtHash::identity();
+        let mut emit = |chunk: Chunk, total: &mut LtHash| {
+            total.add(&chunk.lattice);
+            sink(chunk)
+        };
+        for entry in self.tree.scan_prefix([STATE_PREFIX]) {
+            let (key, current) = entry?;
+            // Read after the value: a reader that saw a new value finds its record.
+            let value = match self.tree.get(undo_key(self.height, &key[1..]))? {
+                None => current.to_vec(),
+                Some(record) if record.first() == Some(&0) => continue,
+                Some(record) => record[1..].to_vec(),
+            };
+            let (key, value) = decode_pair(&key, &value)?;
+            if let Some(chunk) = chunker.push(key, value) {
+                emit(chunk, &mut total)?;
+            }
+        }
+        if let Some(chunk) = chunker.finish() {
+            emit(chunk, &mut total)?;
+        }
+        if total != self.lattice {
+            return Err(StorageError::Corrupt(
+                "the snapshot's pairs do not sum to the frozen state root".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Unfreezes the store and removes the undo records.
+    pub fn finish(self) {}
+}
+
+impl Drop for SnapshotReader {
+    fn drop(&mut self) {
+        let mut frozen = self.frozen.lock();
+        *frozen = None;
+        let mut prefix = vec![UNDO_PREFIX];
+        prefix.extend_from_slice(&self.height.to_be_bytes());
+        let mut batch = sled::Batch::default();
+        for (key, _) in self.tree.scan_prefix(&prefix).flatten() {
+            batch.remove(key);
+        }
+        // Left records are removed when the store next opens.
+        let _ = self.tree.apply_batch(batch);
     }
 }
 
@@ -251,17 +405,55 @@ impl SledStorage {
         changes: &ChangeSet,
         aux: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<(), StorageError> {
+        self.commit_pruning(height, changes, aux, &[])
+    }
+
+    /// [`SledStorage::commit_with`], also removing the caller's records `remove` (pruning) in
+    /// the same batch.
+    pub fn commit_pruning(
+        &mut self,
+        height: u64,
+        changes: &ChangeSet,
+        aux: &[(Vec<u8>, Vec<u8>)],
+        remove: &[Vec<u8>],
+    ) -> Result<(), StorageError> {
         check_next(self.height, height)?;
         let mut batch = sled::Batch::default();
+        for key in remove {
+            check_aux(key)?;
+            batch.remove(key.as_slice());
+        }
         for (key, value) in aux {
-            if key.first().is_none_or(|b| *b < AUX_PREFIX_MIN) {
-                return Err(StorageError::Corrupt(format!(
-                    "auxiliary key {key:02x?} is below the reserved prefix"
-                )));
-            }
+            check_aux(key)?;
             batch.insert(key.as_slice(), value.as_slice());
         }
         self.commit_batch(height, changes, batch)
+    }
+
+    /// Writes or removes the caller's records outside a commit (for example what a restored
+    /// snapshot's height needs), in one atomic, flushed batch.
+    pub fn aux_apply(
+        &self,
+        insert: &[(Vec<u8>, Vec<u8>)],
+        remove: &[Vec<u8>],
+    ) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for key in remove {
+            check_aux(key)?;
+            batch.remove(key.as_slice());
+        }
+        for (key, value) in insert {
+            check_aux(key)?;
+            batch.insert(key.as_slice(), value.as_slice());
+        }
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The size of the database's files on disk, in bytes.
+    pub fn size_on_disk(&self) -> Result<u64, StorageError> {
+        Ok(self.db.size_on_disk()?)
     }
 
     /// Flushes everything to disk (commits already do; this is for a clean shutdown).
@@ -286,10 +478,117 @@ impl SledStorage {
         }
         batch.insert(META_HEIGHT, &height.to_le_bytes());
         batch.insert(META_LATTICE, changes.lattice.to_bytes());
+        // Held through the commit, so a snapshot's reader never ends between the undo records
+        // and the change they cover.
+        let frozen = self.frozen.clone();
+        let frozen = frozen.lock();
+        if let Some(at) = *frozen {
+            self.write_undo(at, changes)?;
+        }
+        self.tree.apply_batch(batch)?;
+        drop(frozen);
+        if self.durable {
+            self.db.flush()?;
+        }
+        self.height = height;
+        self.lattice = changes.lattice.clone();
+        Ok(())
+    }
+
+    /// Records what each key `changes` writes held at the frozen height, unless an earlier
+    /// commit since has: in a batch of its own applied before the change, so a reader that sees
+    /// the new value finds the record.
+    fn write_undo(&self, at: u64, changes: &ChangeSet) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for (key, _) in &changes.writes {
+            let stored = state_key(key);
+            let undo = undo_key(at, &stored[1..]);
+            if self.tree.get(&undo)?.is_some() {
+                continue;
+            }
+            let record = match self.tree.get(&stored)? {
+                None => vec![0],
+                Some(old) => {
+                    let mut record = Vec::with_capacity(old.len() + 1);
+                    record.push(1);
+                    record.extend_from_slice(&old);
+                    record
+                }
+            };
+            batch.insert(undo, record);
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Freezes the state at the last committed height for a snapshot, which the returned
+    /// reader cuts into chunks (on any thread, while commits go on). One snapshot is read at a
+    /// time: `None` while another reader lives.
+    pub fn begin_snapshot(&self) -> Option<SnapshotReader> {
+        let mut frozen = self.frozen.lock();
+        if frozen.is_some() {
+            return None;
+        }
+        *frozen = Some(self.height);
+        Some(SnapshotReader {
+            tree: self.tree.clone(),
+            frozen: self.frozen.clone(),
+            height: self.height,
+            lattice: self.lattice.clone(),
+        })
+    }
+
+    /// Begins restoring a snapshot: marks the store as mid-restore (a store opened with the
+    /// mark is reset) and empties it. Chunks follow ([`SledStorage::restore_chunk`]), then
+    /// [`SledStorage::finish_restore`].
+    pub fn begin_restore(&mut self) -> Result<(), StorageError> {
+        self.tree.insert(META_RESTORING, &[1])?;
+        self.db.flush()?;
+        let mut batch = sled::Batch::default();
+        for entry in self.tree.iter() {
+            let (key, _) = entry?;
+            if key.as_ref() != META_RESTORING {
+                batch.remove(key);
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        self.height = 0;
+        self.lattice = LtHash::identity();
+        Ok(())
+    }
+
+    /// Writes one checked chunk's pairs.
+    pub fn restore_chunk(&mut self, pairs: &[(StateKey, StateValue)]) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in pairs {
+            batch.insert(state_key(key), value.encode());
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Ends a restore at storage height `height`: recomputes the lattice hash of every pair
+    /// written and compares it with `lattice` (the verified one), then writes the height, the
+    /// hash and the caller's records `aux` and clears the mark, in one flushed batch.
+    pub fn finish_restore(
+        &mut self,
+        height: u64,
+        lattice: &LtHash,
+        aux: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), StorageError> {
+        self.lattice = lattice.clone();
+        self.verify_integrity()?;
+        let mut batch = sled::Batch::default();
+        for (key, value) in aux {
+            check_aux(key)?;
+            batch.insert(key.as_slice(), value.as_slice());
+        }
+        batch.insert(META_HEIGHT, &height.to_le_bytes());
+        batch.insert(META_LATTICE, lattice.to_bytes());
+        batch.remove(META_RESTORING);
         self.tree.apply_batch(batch)?;
         self.db.flush()?;
         self.height = height;
-        self.lattice = changes.lattice.clone();
         Ok(())
     }
 }

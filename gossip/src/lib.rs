@@ -1,10 +1,10 @@
 //! Weft's gossip layer: the libp2p swarm, semantic gossip for consensus messages, tx gossip,
-//! block sync, and overlay generation for testnets.
+//! block sync, state-sync snapshots, and overlay generation for testnets.
 //!
 //! - [`net`]: the libp2p transport ([`spawn`] returns a [`GossipHandle`] and the node's
 //!   [`GossipEvent`]s): TCP + Noise + Yamux, identify, connection limits, static peers with
 //!   backoff, bans; consensus messages on Weft's stream protocol; txs over gossipsub; block
-//!   sync over request-response.
+//!   sync and state-sync snapshots over request-response.
 //! - [`semantic`]: the [`Router`]: plain relaying, or semantic filtering and aggregation at
 //!   dequeue time.
 //! - [`wire`] (messages, bundles, frames), [`verify`] (batched signature checks), [`score`]
@@ -23,9 +23,14 @@ pub mod semantic;
 pub mod verify;
 pub mod wire;
 
+pub use net::snapshot::{
+    SNAPSHOT_PROTOCOL, SNAPSHOT_REQUEST_BYTES_MAX, SNAPSHOT_RESPONSE_BYTES_MAX,
+    SNAPSHOTS_LISTED_MAX,
+};
 pub use net::{
     BlockCheck, BlockSource, GossipConfig, GossipEvent, GossipHandle, Hooks, Limits, NetError,
-    PeerInfo, SyncBlock, SyncError, TxValidator, TxVerdict, spawn,
+    PeerInfo, SnapshotInfo, SnapshotRequest, SnapshotResponse, SnapshotSource, SyncBlock,
+    SyncError, TxValidator, TxVerdict, spawn,
 };
 pub use overlay::{Overlay, OverlayError, generate};
 pub use semantic::{GossipMode, Router, RouterCounters};

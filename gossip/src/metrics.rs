@@ -26,6 +26,9 @@ pub struct GossipMetrics {
     pub semantic: IntCounterVec,
     /// `weft_p2p_peers`.
     pub peers: IntGauge,
+    /// `weft_p2p_snapshot_requests_served_total{kind}`: snapshot requests this node answered,
+    /// by kind (`list`, `manifest`, `chunk`, `light_block`).
+    pub snapshots_served: IntCounterVec,
 }
 
 impl GossipMetrics {
@@ -55,6 +58,13 @@ impl GossipMetrics {
                 &["counter"],
             )?,
             peers: IntGauge::with_opts(opts("peers", "Connected peers"))?,
+            snapshots_served: IntCounterVec::new(
+                opts(
+                    "snapshot_requests_served_total",
+                    "State-sync snapshot requests answered, by kind",
+                ),
+                &["kind"],
+            )?,
         })
     }
 
@@ -64,6 +74,7 @@ impl GossipMetrics {
         registry.register(Box::new(self.bytes.clone()))?;
         registry.register(Box::new(self.semantic.clone()))?;
         registry.register(Box::new(self.peers.clone()))?;
+        registry.register(Box::new(self.snapshots_served.clone()))?;
         Ok(())
     }
 

@@ -1,9 +1,11 @@
 //! Misbehaviour scores: what each peer's bad messages cost it, and temporary bans.
 //!
 //! Malformed messages, bad signatures, unknown validators, oversized frames, excess streams,
-//! far-future or flooded votes and stalled reading each add a penalty; past [`BAN_THRESHOLD`]
-//! the peer is banned for [`BAN_MS`]. Time is handed in, so this stays pure and testable. The
-//! table is bounded: peers beyond [`SCORED_PEERS_MAX`] evict the lowest score.
+//! far-future or flooded votes, stalled reading and false snapshots (which only the node can
+//! find, and charges through `GossipHandle::charge`) each add a penalty; past
+//! [`BAN_THRESHOLD`] the peer is banned for [`BAN_MS`]. Time is handed in, so this stays pure
+//! and testable. The table is bounded: peers beyond [`SCORED_PEERS_MAX`] evict the lowest
+//! score.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +24,8 @@ pub enum Offence {
     VoteFlood,
     /// Accepted no byte of our consensus stream for `Limits::write_stall_max`.
     SlowReader,
+    /// A snapshot manifest, chunk or light block the node found false.
+    BadSnapshot,
 }
 
 impl Offence {
@@ -36,6 +40,8 @@ impl Offence {
             Offence::VoteFlood => 10,
             // An honest peer whose node stalls can trip this; it takes four stalls to ban.
             Offence::SlowReader => 25,
+            // Only the node can judge it, and an honest peer never sends one: it takes two to ban.
+            Offence::BadSnapshot => 50,
         }
     }
 }

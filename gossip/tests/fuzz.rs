@@ -1,10 +1,11 @@
 //! Fuzz harnesses for gossip's decoders of peer bytes: consensus messages of every kind
 //! (status, proposal with its block, vote, vote bundle, commit certificate) and frame headers,
-//! tx batches from gossipsub, and block-sync requests and responses.
+//! tx batches from gossipsub, block-sync requests and responses, and state-sync snapshot
+//! requests and responses.
 //!
 //! `tests/it/wire.rs` already round-trips every message kind and feeds `Message::decode` short
 //! random and singly-mutated bytes; this binary adds what that cannot: the allocation bound
-//! (the probe is this binary's global allocator), tx batches and sync messages, bundles and
+//! (the probe is this binary's global allocator), tx batches, sync and snapshot messages, bundles and
 //! certificates with hundreds of signers, multi-byte mutations that splice hostile counts and
 //! lengths into valid encodings, inputs at the caps, and a regression corpus.
 //!
@@ -28,11 +29,13 @@ use weft_execution::codec::put_varint;
 use weft_execution::fuzzing::{Bound, checked, config, corpus_files, mutate, mutation};
 use weft_execution::probe::{self, AllocProbe};
 use weft_execution::tx::TX_BYTES_MAX;
+use weft_gossip::net::snapshot::{SNAPSHOT_RESPONSE_BYTES_MAX, SNAPSHOTS_LISTED_MAX};
 use weft_gossip::net::sync::{SYNC_BLOCKS_MAX, SYNC_RESPONSE_BYTES_MAX};
 use weft_gossip::net::txs::{TX_BATCH_BYTES_MAX, decode_batch, encode_batch};
 use weft_gossip::wire::SIGNERS_MAX;
 use weft_gossip::{
-    BLOCK_BYTES_MAX, FRAME_BYTES_MAX, Message, SyncBlock, VoteBundle, frame_len,
+    BLOCK_BYTES_MAX, FRAME_BYTES_MAX, Message, SnapshotInfo, SnapshotRequest, SnapshotResponse,
+    SyncBlock, VoteBundle, frame_len,
     net::{SyncRequest, SyncResponse},
 };
 
@@ -93,19 +96,31 @@ fn response_bound() -> Bound {
     }
 }
 
+/// A snapshot response holds at most `SNAPSHOTS_LISTED_MAX` `SnapshotInfo`s (reserved from
+/// the count, capped by the bytes that remain), or one answer's bytes, copied once.
+const SNAPSHOT_RESPONSE_BOUND: Bound = Bound {
+    total_per_byte: 1,
+    largest_per_byte: 1,
+    fixed: SNAPSHOTS_LISTED_MAX * size_of::<SnapshotInfo>(),
+};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {
     Message,
     TxBatch,
     SyncRequest,
     SyncResponse,
+    SnapshotRequest,
+    SnapshotResponse,
 }
 
-const TARGETS: [Target; 4] = [
+const TARGETS: [Target; 6] = [
     Target::Message,
     Target::TxBatch,
     Target::SyncRequest,
     Target::SyncResponse,
+    Target::SnapshotRequest,
+    Target::SnapshotResponse,
 ];
 
 impl Target {
@@ -115,6 +130,8 @@ impl Target {
             Target::TxBatch => "tx_batch",
             Target::SyncRequest => "sync_request",
             Target::SyncResponse => "sync_response",
+            Target::SnapshotRequest => "snapshot_request",
+            Target::SnapshotResponse => "snapshot_response",
         }
     }
 
@@ -170,6 +187,28 @@ impl Target {
                     let trimmed = response.clone().trimmed(request);
                     assert!(trimmed.blocks.len() <= response.blocks.len());
                 }
+            })
+            .is_some(),
+            Target::SnapshotRequest => checked(
+                name,
+                bytes,
+                NOTHING,
+                SnapshotRequest::decode,
+                SnapshotRequest::encode,
+            )
+            .inspect(|request| assert!(SnapshotResponse::empty(request).answers(request)))
+            .is_some(),
+            Target::SnapshotResponse => checked(
+                name,
+                bytes,
+                SNAPSHOT_RESPONSE_BOUND,
+                SnapshotResponse::decode,
+                SnapshotResponse::encode,
+            )
+            .inspect(|response| {
+                // What a requester accepts, a server would send: the two sides agree on caps.
+                assert!(response.fits());
+                assert_eq!(response.encoded_len(), bytes.len());
             })
             .is_some(),
         }
@@ -231,6 +270,9 @@ fn hostile_fields() -> Vec<Vec<u8>> {
         varint(SYNC_BLOCKS_MAX),
         varint(SYNC_BLOCKS_MAX + 1),
         varint(SYNC_RESPONSE_BYTES_MAX as u32),
+        varint(SNAPSHOTS_LISTED_MAX as u32),
+        varint(SNAPSHOTS_LISTED_MAX as u32 + 1),
+        varint(SNAPSHOT_RESPONSE_BYTES_MAX as u32),
         vec![0x80, 0x00],
         vec![0x80, 0x80, 0x80, 0x80, 0x80],
         u32::MAX.to_le_bytes().to_vec(),
@@ -368,6 +410,33 @@ fn sync_response() -> impl Strategy<Value = SyncResponse> {
     prop::collection::vec(block, 0..=8).prop_map(|blocks| SyncResponse { blocks })
 }
 
+fn snapshot_request() -> impl Strategy<Value = SnapshotRequest> {
+    prop_oneof![
+        Just(SnapshotRequest::List),
+        any::<u64>().prop_map(|height| SnapshotRequest::Manifest { height }),
+        (any::<u64>(), any::<u32>())
+            .prop_map(|(height, index)| SnapshotRequest::Chunk { height, index }),
+        any::<u64>().prop_map(|height| SnapshotRequest::LightBlock { height }),
+    ]
+}
+
+fn snapshot_response() -> impl Strategy<Value = SnapshotResponse> {
+    let info = (any::<u64>(), any::<u32>(), any::<[u8; 32]>()).prop_map(
+        |(height, chunks, manifest_hash)| SnapshotInfo {
+            height,
+            chunks,
+            manifest_hash,
+        },
+    );
+    let opaque = || prop::option::of(prop::collection::vec(any::<u8>(), 0..4096));
+    prop_oneof![
+        prop::collection::vec(info, 0..=SNAPSHOTS_LISTED_MAX).prop_map(SnapshotResponse::List),
+        opaque().prop_map(SnapshotResponse::Manifest),
+        opaque().prop_map(SnapshotResponse::Chunk),
+        opaque().prop_map(SnapshotResponse::LightBlock),
+    ]
+}
+
 /// A valid encoding of some target.
 fn encoding() -> impl Strategy<Value = (Target, Vec<u8>)> {
     prop_oneof![
@@ -375,6 +444,8 @@ fn encoding() -> impl Strategy<Value = (Target, Vec<u8>)> {
         1 => batch().prop_map(|txs| (Target::TxBatch, encode_batch(&txs))),
         1 => sync_request().prop_map(|r| (Target::SyncRequest, r.encode())),
         1 => sync_response().prop_map(|r| (Target::SyncResponse, r.encode())),
+        1 => snapshot_request().prop_map(|r| (Target::SnapshotRequest, r.encode())),
+        1 => snapshot_response().prop_map(|r| (Target::SnapshotResponse, r.encode())),
     ]
 }
 
@@ -423,6 +494,8 @@ proptest! {
         txs in batch(),
         request in sync_request(),
         response in sync_response(),
+        snapshot_request in snapshot_request(),
+        snapshot_response in snapshot_response(),
     ) {
         let decoded = checked("message", &message.encode(), message_bound(), Message::decode, Message::encode);
         prop_assert_eq!(decoded, Some(message));
@@ -432,6 +505,10 @@ proptest! {
         prop_assert_eq!(decoded, Some(request));
         let decoded = checked("sync_response", &response.encode(), response_bound(), SyncResponse::decode, SyncResponse::encode);
         prop_assert_eq!(decoded, Some(response));
+        let decoded = checked("snapshot_request", &snapshot_request.encode(), NOTHING, SnapshotRequest::decode, SnapshotRequest::encode);
+        prop_assert_eq!(decoded, Some(snapshot_request));
+        let decoded = checked("snapshot_response", &snapshot_response.encode(), SNAPSHOT_RESPONSE_BOUND, SnapshotResponse::decode, SnapshotResponse::encode);
+        prop_assert_eq!(decoded, Some(snapshot_response));
     }
 }
 
@@ -440,8 +517,10 @@ proptest! {
 
 /// The worst inputs for the allocation bound, each at its cap: a certificate with
 /// `SIGNERS_MAX` signers, a batch of `TX_BATCH_BYTES_MAX` bytes of empty txs, a proposal with a
-/// block of `BLOCK_BYTES_MAX`, and a response of `SYNC_BLOCKS_MAX` blocks. Each decodes within
-/// its bound and round-trips; one signer, block or byte more is refused.
+/// block of `BLOCK_BYTES_MAX`, a response of `SYNC_BLOCKS_MAX` blocks, a snapshot chunk of
+/// `SNAPSHOT_RESPONSE_BYTES_MAX` bytes on the wire and a list of `SNAPSHOTS_LISTED_MAX`. Each
+/// decodes within its bound and round-trips; one signer, block, snapshot or byte more is
+/// refused.
 #[test]
 fn inputs_at_the_caps_decode_within_bounds() {
     let signers: Vec<_> = (0..SIGNERS_MAX)
@@ -517,6 +596,26 @@ fn inputs_at_the_caps_decode_within_bounds() {
     };
     assert!(Target::SyncResponse.run(&at_cap.encode()));
     assert!(!Target::SyncResponse.run(&SyncResponse { blocks }.encode()));
+
+    // A tag, a flag and the 4-byte length varint of 8 MiB - 6 before the chunk's bytes.
+    let largest = SNAPSHOT_RESPONSE_BYTES_MAX - 6;
+    let chunk = SnapshotResponse::Chunk(Some(vec![5; largest])).encode();
+    assert_eq!(chunk.len(), SNAPSHOT_RESPONSE_BYTES_MAX);
+    assert!(
+        Target::SnapshotResponse.run(&chunk),
+        "a chunk at the cap decodes"
+    );
+    let over = SnapshotResponse::Chunk(Some(vec![5; largest + 1])).encode();
+    assert!(!Target::SnapshotResponse.run(&over));
+    let info = SnapshotInfo {
+        height: 3,
+        chunks: 9,
+        manifest_hash: [6; 32],
+    };
+    let list = SnapshotResponse::List(vec![info; SNAPSHOTS_LISTED_MAX]).encode();
+    assert!(Target::SnapshotResponse.run(&list), "a full list decodes");
+    let list = SnapshotResponse::List(vec![info; SNAPSHOTS_LISTED_MAX + 1]).encode();
+    assert!(!Target::SnapshotResponse.run(&list));
 }
 
 // ---------------------------------------------------------------------------------------------

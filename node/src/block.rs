@@ -107,7 +107,7 @@ impl Header {
         out
     }
 
-    fn decode_from(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn decode_from(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let len = reader.varint_max("chain id bytes", 64)?;
         let chain = reader.take(len as usize, "chain id")?;
         let chain = std::str::from_utf8(chain).map_err(|_| DecodeError::Invalid {

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use thiserror::Error;
@@ -30,6 +31,7 @@ use weft_gossip::{Message, SyncBlock};
 
 use crate::block::{Block, Body, Header, SealedBlock, validators_hash};
 use crate::crashpoint;
+use crate::light::LightBlock;
 
 /// A proposal's time may run this far ahead of a validator's clock.
 pub const CLOCK_DRIFT_MS_MAX: u64 = 10_000;
@@ -44,6 +46,17 @@ const AUX_RESULTS: u8 = 0x14;
 const AUX_EVIDENCE: u8 = 0x15;
 /// The validator set (with priorities) of a height, written with the block two heights before.
 const AUX_VALIDATORS: u8 = 0x16;
+/// The lowest height whose block is kept (absent: the initial height).
+const AUX_EARLIEST: &[u8] = &[0x17];
+/// Evidence of votes more than this many heights below the block that carries it is invalid.
+/// Every node keeps the validator sets (and blocks) of at least this many heights, so each can
+/// judge any evidence a block may carry; `storage.retain_blocks` may not go below it.
+pub const EVIDENCE_AGE_MAX: u64 = 1_000;
+/// Heights pruned per commit at most: a lowered `retain_blocks` catches up over several
+/// commits instead of stalling one.
+const PRUNE_PER_COMMIT_MAX: u64 = 8;
+/// No snapshot limits pruning (snapshots are off).
+pub const PRUNE_FLOOR_NONE: u64 = u64::MAX;
 
 #[derive(Debug, Error)]
 pub enum ChainError {
@@ -201,6 +214,26 @@ pub struct Chain {
     executor: ParallelExecutor,
     last: Last,
     validated: Mutex<BTreeMap<ValueId, Arc<Validated>>>,
+    /// The lowest height whose block is kept.
+    earliest: Height,
+    /// Blocks kept below the last committed one and it (0: all).
+    retain_blocks: u64,
+    /// The oldest snapshot kept: no block at or above it is pruned, so a node restored from it
+    /// can block-sync the rest ([`PRUNE_FLOOR_NONE`] when snapshots are off).
+    prune_floor: Arc<AtomicU64>,
+    /// Take a snapshot at heights that are multiples of this (0: never).
+    snapshot_interval: u64,
+    /// The reader of a snapshot frozen at the last commit, for the node to take.
+    snapshot: Option<weft_execution::SnapshotReader>,
+}
+
+/// What a restored snapshot's height needs beside the state: its block and certificate
+/// (verified against the light client's header) and the validator sets of it and the next.
+pub struct RestoredHeight {
+    pub block: SealedBlock,
+    pub certificate: CommitCertificate,
+    pub validators: ValidatorSet,
+    pub next_validators: ValidatorSet,
 }
 
 fn height_key(prefix: u8, height: Height) -> Vec<u8> {
@@ -318,9 +351,32 @@ impl Chain {
                 hash: ValueId([0; 32]),
                 time_ms: genesis.genesis_time_ms(),
             },
+            earliest: Height(genesis.initial_height),
             genesis,
             validated: Mutex::new(BTreeMap::new()),
+            retain_blocks: 0,
+            prune_floor: Arc::new(AtomicU64::new(PRUNE_FLOOR_NONE)),
+            snapshot_interval: 0,
+            snapshot: None,
         };
+        if chain.storage.abandoned_restore() {
+            tracing::warn!(
+                "the chain database held a snapshot restore cut short; it was reset to genesis"
+            );
+        }
+        chain.load_last()?;
+        Ok(chain)
+    }
+
+    /// Reads the last committed height, its hash and the sets around it from the store.
+    fn load_last(&mut self) -> Result<(), ChainError> {
+        let chain = self;
+        if let Some(bytes) = chain.storage.aux_get(AUX_EARLIEST)? {
+            let bytes: [u8; 8] = bytes
+                .try_into()
+                .map_err(|_| ChainError::Corrupt("earliest height".into()))?;
+            chain.earliest = Height(u64::from_be_bytes(bytes));
+        }
         let height = chain.height_of_storage(chain.storage.height());
         if chain.storage.height() > 0 {
             let block = chain
@@ -347,7 +403,175 @@ impl Chain {
                 set(height.next().next())?,
             );
         }
-        Ok(chain)
+        Ok(())
+    }
+
+    /// Keeps only the last `retain_blocks` blocks (0: all), never pruning at or above what
+    /// `floor` holds (the oldest snapshot kept, or [`PRUNE_FLOOR_NONE`]), and cuts a snapshot
+    /// at every multiple of `snapshot_interval` (0: never).
+    pub fn set_retention(
+        &mut self,
+        retain_blocks: u64,
+        floor: Arc<AtomicU64>,
+        snapshot_interval: u64,
+    ) {
+        self.retain_blocks = retain_blocks;
+        self.prune_floor = floor;
+        self.snapshot_interval = snapshot_interval;
+    }
+
+    /// Turns the flush after each commit off or on (see [`SledStorage::set_durable`]): only
+    /// for building fixture chains.
+    pub fn set_durable(&mut self, durable: bool) {
+        self.storage.set_durable(durable);
+    }
+
+    /// The size of the chain database on disk, in bytes.
+    pub fn size_on_disk(&self) -> Result<u64, ChainError> {
+        Ok(self.storage.size_on_disk()?)
+    }
+
+    /// The lowest height whose block this node keeps (the initial height unless pruned or
+    /// restored from a snapshot).
+    pub fn earliest_height(&self) -> Height {
+        self.earliest
+    }
+
+    /// Freezes the state at the last committed height for a snapshot now (tools and tests;
+    /// a node takes them at its snapshot interval). `None` while another is being read.
+    pub fn begin_snapshot(&self) -> Option<weft_execution::SnapshotReader> {
+        self.storage.begin_snapshot()
+    }
+
+    /// The snapshot frozen at the last commit, if that height was due one: the caller cuts it
+    /// into chunks (on a thread of its own; commits go on meanwhile).
+    pub fn take_snapshot(&mut self) -> Option<weft_execution::SnapshotReader> {
+        self.snapshot.take()
+    }
+
+    /// The records pruning removes for the heights from the earliest kept up to (not
+    /// including) `until`, at most [`PRUNE_PER_COMMIT_MAX`] of them, and the new earliest.
+    fn prune_records(&self, committing: Height) -> Result<(Vec<Vec<u8>>, Height), ChainError> {
+        let mut remove = Vec::new();
+        if self.retain_blocks == 0 {
+            return Ok((remove, self.earliest));
+        }
+        let keep_from = (committing.0 + 1).saturating_sub(self.retain_blocks);
+        let until = keep_from
+            .min(self.prune_floor.load(Ordering::Acquire))
+            .min(committing.0)
+            .min(self.earliest.0 + PRUNE_PER_COMMIT_MAX);
+        let mut earliest = self.earliest;
+        while earliest.0 < until {
+            let h = earliest;
+            if let Some(block) = self.block(h)? {
+                remove.push(hash_key(AUX_HASH, &block.hash.0));
+                for tx in &block.block.txs {
+                    remove.push(hash_key(AUX_TX, &tx.hash().0));
+                }
+            }
+            for prefix in [AUX_BLOCK, AUX_CERTIFICATE, AUX_RESULTS, AUX_VALIDATORS] {
+                remove.push(height_key(prefix, h));
+            }
+            earliest = h.next();
+        }
+        Ok((remove, earliest))
+    }
+
+    /// The light block of `height`: its header, its commit certificate and the validator sets
+    /// of it and the next height; `None` where this node does not keep them.
+    pub fn light_block(&self, height: Height) -> Result<Option<LightBlock>, ChainError> {
+        let (Some(block), Some(certificate), Some(validators), Some(next_validators)) = (
+            self.block(height)?,
+            self.certificate(height)?,
+            self.validators_at(height)?,
+            self.validators_at(height.next())?,
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(LightBlock {
+            header: block.block.header.clone(),
+            certificate,
+            validators,
+            next_validators,
+        }))
+    }
+
+    /// Empties the store for a snapshot restore; chunks follow through
+    /// [`Chain::restore_chunk`]. A store cut off before [`Chain::finish_restore`] opens at
+    /// genesis again.
+    pub fn begin_restore(&mut self) -> Result<(), ChainError> {
+        self.validated.lock().clear();
+        Ok(self.storage.begin_restore()?)
+    }
+
+    pub fn restore_chunk(&mut self, pairs: &[(StateKey, StateValue)]) -> Result<(), ChainError> {
+        let reached = crashpoint::begin(crashpoint::Write::RestoreChunk);
+        self.storage.restore_chunk(pairs)?;
+        reached.end();
+        Ok(())
+    }
+
+    /// Ends a restore at the snapshot's height: checks the restored pairs against `lattice`
+    /// (whose root the header holds), stores the height's block, certificate and validator
+    /// sets, and the set of the height after next, derived from the restored state (which
+    /// holds every update up to this height), and makes this height the last committed one
+    /// and the earliest kept.
+    pub fn finish_restore(
+        &mut self,
+        lattice: &weft_execution::LtHash,
+        restored: RestoredHeight,
+    ) -> Result<(), ChainError> {
+        let header = &restored.block.block.header;
+        let height = header.height;
+        if lattice.root() != header.state_root {
+            return Err(ChainError::Corrupt(
+                "the restored state is not the header's state root".into(),
+            ));
+        }
+        let mut updates = Vec::new();
+        for (key, value) in self.storage.pairs_of_kind(StateKey::VALIDATOR_KIND)? {
+            if let (StateKey::Validator(key), StateValue::ValidatorPower(power)) = (key, value) {
+                let id = ValidatorId(key.0);
+                if restored.next_validators.power(&id).unwrap_or(0) != power {
+                    updates.push(Validator { id, power });
+                }
+            }
+        }
+        let after_next = after_next(&restored.next_validators, &updates)?;
+        let set_bytes = |set: &ValidatorSet| {
+            let mut out = Vec::new();
+            put_validator_set(&mut out, set);
+            out
+        };
+        let aux = vec![
+            (height_key(AUX_BLOCK, height), restored.block.bytes.to_vec()),
+            (
+                height_key(AUX_CERTIFICATE, height),
+                Message::Commit(restored.certificate.clone()).encode(),
+            ),
+            (
+                hash_key(AUX_HASH, &restored.block.hash.0),
+                height.0.to_be_bytes().to_vec(),
+            ),
+            (
+                height_key(AUX_VALIDATORS, height),
+                set_bytes(&restored.validators),
+            ),
+            (
+                height_key(AUX_VALIDATORS, height.next()),
+                set_bytes(&restored.next_validators),
+            ),
+            (
+                height_key(AUX_VALIDATORS, height.next().next()),
+                set_bytes(&after_next),
+            ),
+            (AUX_EARLIEST.to_vec(), height.0.to_be_bytes().to_vec()),
+        ];
+        let storage_height = height.0 + 1 - self.genesis.initial_height;
+        self.storage.finish_restore(storage_height, lattice, &aux)?;
+        self.load_last()?;
+        Ok(())
     }
 
     /// The validator set (with its proposer priorities) of `height`: stored with the block two
@@ -596,6 +820,14 @@ impl Chain {
             (Some(_), false) => return Err(Invalid::LastCommit("the initial height has none")),
         }
         for (index, evidence) in b.evidence.iter().enumerate() {
+            if evidence_height(evidence)
+                .is_some_and(|at| at.0.saturating_add(EVIDENCE_AGE_MAX) < h.height.0)
+            {
+                return Err(Invalid::Evidence {
+                    index,
+                    reason: "older than the evidence age limit",
+                });
+            }
             let set = evidence_height(evidence)
                 .filter(|height| *height < h.height)
                 .and_then(|height| self.validators_at(height).ok().flatten());
@@ -697,11 +929,25 @@ impl Chain {
         let mut after_next = Vec::new();
         put_validator_set(&mut after_next, &validated.after_next);
         aux.push((height_key(AUX_VALIDATORS, height.next().next()), after_next));
+        let (remove, earliest) = self.prune_records(height)?;
+        if earliest != self.earliest {
+            aux.push((AUX_EARLIEST.to_vec(), earliest.0.to_be_bytes().to_vec()));
+        }
         let storage_height = self.storage.height() + 1;
         let reached = crashpoint::begin(write);
         self.storage
-            .commit_with(storage_height, &validated.outcome.changes, &aux)?;
+            .commit_pruning(storage_height, &validated.outcome.changes, &aux, &remove)?;
         reached.end();
+        self.earliest = earliest;
+        if self.snapshot_interval > 0 && height.0 % self.snapshot_interval == 0 {
+            self.snapshot = self.storage.begin_snapshot();
+            if self.snapshot.is_none() {
+                tracing::warn!(
+                    ?height,
+                    "snapshot skipped: the last one is still being written"
+                );
+            }
+        }
         self.last = Last {
             height,
             hash: block.hash,

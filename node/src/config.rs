@@ -29,6 +29,7 @@ pub struct Config {
     pub execution: ExecutionConfig,
     pub metrics: MetricsConfig,
     pub storage: StorageConfig,
+    pub statesync: StateSyncSection,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -127,6 +128,74 @@ pub struct MetricsConfig {
 pub struct StorageConfig {
     /// The data directory, relative to the home.
     pub data_dir: String,
+    /// Blocks kept (with their certificates, results and tx index): the last this many; 0
+    /// keeps every block. Never prunes at or above the oldest snapshot kept. At least
+    /// [`EVIDENCE_AGE_MAX`](crate::chain::EVIDENCE_AGE_MAX) when set, so every block's evidence
+    /// can still be judged.
+    pub retain_blocks: u64,
+    /// Take a state snapshot at every height that is a multiple of this, for joining nodes to
+    /// state-sync from; 0 takes none (CometBFT's `statesync.snapshot_interval`).
+    pub snapshot_interval: u64,
+    /// Snapshots kept; older ones are removed.
+    pub snapshot_keep: usize,
+}
+
+/// `[statesync]`: how a new node joins by restoring a peer's snapshot instead of replaying
+/// every block (CometBFT's section of the same name).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSyncSection {
+    /// State-sync when the chain database is empty (a node that holds blocks starts as usual).
+    pub enable: bool,
+    /// A height and its block hash (hex) this node trusts, as CometBFT's light client takes
+    /// them; 0 and empty trust the genesis validators instead (for a young chain).
+    pub trust_height: u64,
+    pub trust_hash: String,
+    /// How long to ask peers for their snapshots before choosing one.
+    pub discovery_time_ms: u64,
+    /// Chunk requests in flight at once, spread over the peers that offer the snapshot.
+    pub chunk_fetchers: usize,
+}
+
+/// Most snapshots a config may keep.
+pub const SNAPSHOT_KEEP_MAX: usize = 64;
+/// Most chunk requests in flight a config may ask for.
+pub const CHUNK_FETCHERS_MAX: usize = 64;
+
+impl Default for StateSyncSection {
+    fn default() -> Self {
+        StateSyncSection {
+            enable: false,
+            trust_height: 0,
+            trust_hash: String::new(),
+            discovery_time_ms: 2_000,
+            chunk_fetchers: 4,
+        }
+    }
+}
+
+impl StateSyncSection {
+    /// The trust anchor: `None` trusts the genesis.
+    pub fn anchor(&self) -> Result<Option<(u64, [u8; 32])>, String> {
+        match (self.trust_height, self.trust_hash.as_str()) {
+            (0, "") => Ok(None),
+            (0, _) | (_, "") => Err(
+                "statesync.trust_height and statesync.trust_hash go together (or neither, to \
+                 trust the genesis)"
+                    .into(),
+            ),
+            (height, hash) => {
+                let hash = hash.strip_prefix("0x").unwrap_or(hash);
+                let bytes: [u8; 32] = hex::decode(hash)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| {
+                        format!("statesync.trust_hash {hash:?} is not 32 bytes of hex")
+                    })?;
+                Ok(Some((height, bytes)))
+            }
+        }
+    }
 }
 
 impl Default for Config {
@@ -141,6 +210,7 @@ impl Default for Config {
             execution: ExecutionConfig::default(),
             metrics: MetricsConfig::default(),
             storage: StorageConfig::default(),
+            statesync: StateSyncSection::default(),
         }
     }
 }
@@ -212,6 +282,9 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: "data".into(),
+            retain_blocks: 0,
+            snapshot_interval: 0,
+            snapshot_keep: 2,
         }
     }
 }
@@ -300,7 +373,41 @@ impl Config {
         }
         .validate()
         .map_err(|e| e.to_string())?;
+        self.validate_storage()?;
         self.validate_limits()
+    }
+
+    fn validate_storage(&self) -> Result<(), String> {
+        let storage = &self.storage;
+        let age = crate::chain::EVIDENCE_AGE_MAX;
+        if storage.retain_blocks != 0 && storage.retain_blocks < age {
+            return Err(format!(
+                "storage.retain_blocks is {}: 0 (keep every block) or at least {age} (the \
+                 evidence age limit)",
+                storage.retain_blocks
+            ));
+        }
+        if storage.snapshot_keep == 0 || storage.snapshot_keep > SNAPSHOT_KEEP_MAX {
+            return Err(format!(
+                "storage.snapshot_keep is {}, not 1 to {SNAPSHOT_KEEP_MAX}",
+                storage.snapshot_keep
+            ));
+        }
+        let sync = &self.statesync;
+        sync.anchor()?;
+        if sync.chunk_fetchers == 0 || sync.chunk_fetchers > CHUNK_FETCHERS_MAX {
+            return Err(format!(
+                "statesync.chunk_fetchers is {}, not 1 to {CHUNK_FETCHERS_MAX}",
+                sync.chunk_fetchers
+            ));
+        }
+        if sync.discovery_time_ms > TIMEOUT_MS_MAX {
+            return Err(format!(
+                "statesync.discovery_time_ms is {}, over {TIMEOUT_MS_MAX}",
+                sync.discovery_time_ms
+            ));
+        }
+        Ok(())
     }
 
     /// Zero limits and absurd sizes: each is refused with the field it names.

@@ -63,6 +63,8 @@ pub struct NodeContext {
     /// Equivocation evidence seen (committed or pending), newest last, bounded.
     pub evidence: Arc<Mutex<Vec<Evidence>>>,
     pub metrics: Arc<NodeMetrics>,
+    /// The snapshots this node keeps and serves; `None` when it takes none.
+    pub snapshots: Option<Arc<crate::snapshots::SnapshotStore>>,
 }
 
 /// Most evidence items kept for RPC.

@@ -3,7 +3,8 @@
 //!
 //! The writes: `wal-append` (a consensus WAL record), `guard-sync` (the last-signed record's
 //! write and fsync), `commit-batch` (the sled batch that commits a decided height) and
-//! `sync-store` (the same batch for a height obtained by block sync). The phase is `before`
+//! `sync-store` (the same batch for a height obtained by block sync), `restore-chunk` (a
+//! snapshot chunk written by a state-sync restore). The phase is `before`
 //! (the write never happened), `after` (it happened and nothing after it did; the default) or,
 //! for `wal-append` only, `torn` (half of the record reached the file) and `unsynced` (a power
 //! cut: the WAL loses every record appended since its last sync).
@@ -27,6 +28,8 @@ pub enum Write {
     GuardSync,
     CommitBatch,
     SyncStore,
+    /// One snapshot chunk written during a state-sync restore.
+    RestoreChunk,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +54,7 @@ impl Write {
             Write::GuardSync => "guard-sync",
             Write::CommitBatch => "commit-batch",
             Write::SyncStore => "sync-store",
+            Write::RestoreChunk => "restore-chunk",
         }
     }
 }
@@ -85,7 +89,7 @@ impl std::str::FromStr for CrashPoint {
         let usage = || {
             format!(
                 "crash point {text:?}: expected <write>:<n>[:<phase>], write one of wal-append, \
-                 guard-sync, commit-batch, sync-store; n ≥ 1; phase before, after or (wal-append \
+                 guard-sync, commit-batch, sync-store, restore-chunk; n ≥ 1; phase before, after or (wal-append \
                  only) torn or unsynced"
             )
         };
@@ -95,6 +99,7 @@ impl std::str::FromStr for CrashPoint {
             Some("guard-sync") => Write::GuardSync,
             Some("commit-batch") => Write::CommitBatch,
             Some("sync-store") => Write::SyncStore,
+            Some("restore-chunk") => Write::RestoreChunk,
             _ => return Err(usage()),
         };
         let nth: u64 = parts

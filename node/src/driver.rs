@@ -222,11 +222,44 @@ impl Driver {
     }
 
     /// Metrics, status and subscribers' events for a committed block.
+    /// Cuts the snapshot frozen at this commit, if the height was due one, on a blocking
+    /// thread: consensus goes on while it is written.
+    fn take_snapshot(&self, height: weft_consensus::Height) {
+        let (reader, earliest) = {
+            let mut chain = self.ctx.chain.write();
+            (chain.take_snapshot(), chain.earliest_height())
+        };
+        self.ctx
+            .metrics
+            .storage_earliest_height
+            .set(earliest.0 as i64);
+        let (Some(reader), Some(store)) = (reader, self.ctx.snapshots.clone()) else {
+            return;
+        };
+        let metrics = self.ctx.metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            match store.write(height.0, reader) {
+                Ok(chunks) => {
+                    metrics.statesync_snapshots_taken.inc();
+                    tracing::info!(
+                        height = height.0,
+                        chunks,
+                        ms = started.elapsed().as_millis() as u64,
+                        "snapshot written"
+                    );
+                }
+                Err(error) => tracing::warn!(height = height.0, %error, "snapshot not written"),
+            }
+        });
+    }
+
     fn on_committed(&mut self, committed: &crate::chain::Committed) {
         let block = &committed.block.block;
         let height = block.header.height;
         let metrics = &self.ctx.metrics;
         metrics.consensus_height.set(height.0 as i64);
+        self.take_snapshot(height);
         // Gossip checks each message against the set of its own height.
         if self.ctx.gossip.validators() != committed.sets {
             self.ctx.gossip.set_validators(committed.sets.clone());

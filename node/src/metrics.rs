@@ -24,6 +24,11 @@ pub struct NodeMetrics {
     pub dag_edges: IntGauge,
     pub dag_critical_path: IntGauge,
     pub dag_parallelism: Gauge,
+    pub statesync_snapshots_taken: IntCounter,
+    pub statesync_chunks_served: IntCounter,
+    pub statesync_snapshots_restored: IntCounter,
+    pub statesync_chunks_refused: IntCounter,
+    pub storage_earliest_height: IntGauge,
 }
 
 fn gauge(name: &str, help: &str) -> IntGauge {
@@ -100,6 +105,26 @@ impl NodeMetrics {
                 )
                 .namespace("weft"),
             )?,
+            statesync_snapshots_taken: counter(
+                "statesync_snapshots_taken_total",
+                "State snapshots this node wrote.",
+            ),
+            statesync_chunks_served: counter(
+                "statesync_chunks_served_total",
+                "Snapshot chunks served to peers.",
+            ),
+            statesync_snapshots_restored: counter(
+                "statesync_snapshots_restored_total",
+                "Snapshots this node restored its state from (state sync).",
+            ),
+            statesync_chunks_refused: counter(
+                "statesync_chunks_refused_total",
+                "Snapshot chunks, manifests and light blocks from peers found false and refused.",
+            ),
+            storage_earliest_height: gauge(
+                "storage_earliest_height",
+                "Lowest height whose block this node keeps (pruning and state sync raise it).",
+            ),
             registry,
         };
         let r = &metrics.registry;
@@ -118,6 +143,11 @@ impl NodeMetrics {
         r.register(Box::new(metrics.dag_edges.clone()))?;
         r.register(Box::new(metrics.dag_critical_path.clone()))?;
         r.register(Box::new(metrics.dag_parallelism.clone()))?;
+        r.register(Box::new(metrics.statesync_snapshots_taken.clone()))?;
+        r.register(Box::new(metrics.statesync_chunks_served.clone()))?;
+        r.register(Box::new(metrics.statesync_snapshots_restored.clone()))?;
+        r.register(Box::new(metrics.statesync_chunks_refused.clone()))?;
+        r.register(Box::new(metrics.storage_earliest_height.clone()))?;
         Ok(metrics)
     }
 

@@ -7,19 +7,26 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 use tokio::sync::{broadcast, watch};
-use weft_consensus::{Height, SignedProposal, ValidatorId};
+use weft_consensus::{Height, SignedProposal, ValidatorId, ValueId};
 use weft_genesis::{Genesis, SecretKey, read_key_file};
 use weft_gossip::net::keypair_from_secret;
-use weft_gossip::{GossipConfig, GossipMode, Hooks, SyncBlock, TxVerdict};
+use weft_gossip::{
+    GossipConfig, GossipMode, Hooks, SnapshotRequest, SnapshotResponse, SyncBlock, TxVerdict,
+};
 
 use crate::block::SealedBlock;
-use crate::chain::Chain;
+use crate::chain::{Chain, PRUNE_FLOOR_NONE};
 use crate::config::{Config, Home};
 use crate::context::{ConsensusStatus, EVENTS_MAX, NodeContext, NodeInfo};
 use crate::driver::{Driver, DriverError, DriverSetup};
 use crate::engine::{Byzantine, CoreError, CoreSetup};
 use crate::mempool::{AdmitError, Mempool, MempoolConfig};
 use crate::metrics::NodeMetrics;
+use crate::snapshots::SnapshotStore;
+use crate::statesync::{StateSyncConfig, Trust};
+
+/// How long state sync may take before the node gives up with an error.
+const STATE_SYNC_DEADLINE: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Error)]
 pub enum NodeError {
@@ -84,11 +91,32 @@ pub async fn run(
     let chain_dir = data.join("chain");
     let database_error =
         |e: &dyn std::fmt::Display| setup(format!("chain database {}: {e}", chain_dir.display()));
-    let chain =
+    let mut chain =
         Chain::open(&chain_dir, genesis.clone(), threads).map_err(|e| database_error(&e))?;
     chain.verify_integrity().map_err(|e| database_error(&e))?;
+    let storage = &config.storage;
+    let snapshots = if storage.snapshot_interval > 0 {
+        Some(Arc::new(
+            SnapshotStore::open(&data.join("snapshots"), storage.snapshot_keep, true)
+                .map_err(setup)?,
+        ))
+    } else {
+        None
+    };
+    let floor = snapshots.as_ref().map_or_else(
+        || Arc::new(std::sync::atomic::AtomicU64::new(PRUNE_FLOOR_NONE)),
+        |store| store.floor(),
+    );
+    chain.set_retention(storage.retain_blocks, floor, storage.snapshot_interval);
+    let fresh = chain.height().0 + 1 == genesis.initial_height;
+    let state_sync = config.statesync.enable && fresh;
+    if config.statesync.enable && !fresh {
+        tracing::info!(
+            height = chain.height().0,
+            "state sync is on but the chain database holds blocks: starting from them"
+        );
+    }
     let chain_id = chain.chain_id().clone();
-    let validators = chain.current_validators().clone();
     let height_sets = chain.height_sets();
     let chain = Arc::new(RwLock::new(chain));
     let mempool_config = MempoolConfig {
@@ -101,14 +129,16 @@ pub async fn run(
     mempool_config.validate().map_err(setup)?;
     let mempool = Arc::new(Mutex::new(Mempool::new(mempool_config, chain_id.clone())));
     let metrics = Arc::new(NodeMetrics::new().map_err(setup)?);
-    metrics.consensus_validators.set(validators.len() as i64);
+    metrics
+        .consensus_validators
+        .set(chain.read().current_validators().len() as i64);
     metrics.consensus_height.set(chain.read().height().0 as i64);
 
     // Gossip, with the node's hooks: tx admission, the block store, the proposal-block binding.
     let mut gossip_config = GossipConfig::new(
         keypair_from_secret(&node_key),
         chain_id.as_str(),
-        validators.clone(),
+        chain.read().current_validators().clone(),
     );
     gossip_config.validators = height_sets;
     gossip_config.genesis_hash = genesis.hash();
@@ -127,7 +157,15 @@ pub async fn run(
     let hooks = {
         let (chain_t, mempool_t, metrics_t) = (chain.clone(), mempool.clone(), metrics.clone());
         let chain_b = chain.clone();
+        let (chain_s, store_s, metrics_s) = (chain.clone(), snapshots.clone(), metrics.clone());
         Hooks {
+            snapshots: Arc::new(move |request: &SnapshotRequest| -> SnapshotResponse {
+                let answer = crate::snapshots::serve(&chain_s, store_s.as_deref(), request);
+                if let SnapshotResponse::Chunk(Some(_)) = &answer {
+                    metrics_s.statesync_chunks_served.inc();
+                }
+                answer
+            }),
             txs: Arc::new(move |txs: &[Vec<u8>]| {
                 let chain = chain_t.read();
                 let mut mempool = mempool_t.lock();
@@ -161,6 +199,37 @@ pub async fn run(
         .register(&metrics.registry)
         .map_err(setup)?;
 
+    if state_sync {
+        let trust = match config.statesync.anchor().map_err(setup)? {
+            None => Trust::Genesis,
+            Some((height, hash)) => Trust::Anchor {
+                height: Height(height),
+                hash: ValueId(hash),
+            },
+        };
+        let sync_config = StateSyncConfig {
+            trust,
+            discovery: Duration::from_millis(config.statesync.discovery_time_ms),
+            fetchers: config.statesync.chunk_fetchers,
+            deadline: STATE_SYNC_DEADLINE,
+        };
+        tracing::info!(?trust, "state sync: looking for snapshots");
+        let restored = crate::statesync::run(&gossip, chain.clone(), &sync_config, &metrics)
+            .await
+            .map_err(|e| setup(format!("state sync: {e}")))?;
+        tracing::info!(
+            height = restored.height.0,
+            chunks = restored.chunks,
+            charged = restored.charged.len(),
+            seconds = restored.elapsed.as_secs_f64(),
+            "state sync done: block-syncing the rest"
+        );
+        metrics.consensus_height.set(restored.height.0 as i64);
+    }
+    metrics
+        .storage_earliest_height
+        .set(chain.read().earliest_height().0 as i64);
+
     let info = NodeInfo {
         moniker: config.moniker.clone(),
         chain_id: chain_id.as_str().to_owned(),
@@ -185,9 +254,11 @@ pub async fn run(
         consensus: Arc::new(Mutex::new(ConsensusStatus::default())),
         evidence: Arc::new(Mutex::new(Vec::new())),
         metrics: metrics.clone(),
+        snapshots,
     });
 
-    // Consensus.
+    // Consensus, with the validator set of the height it starts at (after any state sync).
+    let validators = chain.read().current_validators().clone();
     let params = {
         let mut params = genesis.timeout_params();
         let c = &config.consensus;

@@ -1317,6 +1317,7 @@ async fn rpc_context(dir: &Path) -> Arc<weft_node::context::NodeContext> {
         consensus: Arc::new(Mutex::new(ConsensusStatus::default())),
         evidence: Arc::new(Mutex::new(Vec::new())),
         metrics: Arc::new(NodeMetrics::new().unwrap()),
+        snapshots: None,
     })
 }
 

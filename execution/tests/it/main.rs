@@ -26,6 +26,7 @@ mod hostile;
 mod lies;
 mod parallel;
 mod signatures;
+mod snapshot;
 mod storage;
 mod support;
 mod validator_updates;

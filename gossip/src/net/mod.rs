@@ -3,7 +3,9 @@
 //! - consensus messages on Weft's own stream protocol ([`consensus`]), routed by the
 //!   [`Router`](crate::Router) in `plain` or `semantic` mode;
 //! - transactions in batches over gossipsub, validated by the node ([`txs`]);
-//! - block sync over request-response ([`sync`]).
+//! - block sync over request-response ([`sync`]);
+//! - state-sync snapshots over request-response ([`snapshot`]): lists, manifests, chunks and
+//!   light blocks as the node's opaque bytes.
 //!
 //! [`spawn`] starts a node's gossip on the current tokio runtime and returns a
 //! [`GossipHandle`] and the receiver of [`GossipEvent`]s. Misbehaving peers are charged in
@@ -14,6 +16,7 @@
 pub mod consensus;
 pub mod isolation;
 pub mod network;
+pub mod snapshot;
 mod swarm;
 pub mod sync;
 pub mod txs;
@@ -38,6 +41,7 @@ use crate::semantic::{GossipMode, Routed, Router, RouterCounters};
 use crate::wire::Message;
 pub use consensus::CONSENSUS_PROTOCOL;
 pub use network::{NetworkId, NetworkMismatch};
+pub use snapshot::{SnapshotInfo, SnapshotRequest, SnapshotResponse};
 pub use sync::{SyncBlock, SyncError, SyncRequest, SyncResponse};
 pub use txs::TxVerdict;
 
@@ -174,6 +178,21 @@ impl<F: Fn(Height, u32, usize) -> Vec<SyncBlock> + Send + Sync + 'static> BlockS
     }
 }
 
+/// The node's snapshot store, as state sync serves it: the snapshots it keeps, their manifests
+/// and chunks, and the light blocks of their heights. Answer with the request's kind (see
+/// [`SnapshotResponse::answers`]); `None` or an empty list for what the node lacks. The
+/// transport trims nothing: an answer that does not [`fit`](SnapshotResponse::fits) the caps
+/// goes out in its empty form.
+pub trait SnapshotSource: Send + Sync + 'static {
+    fn serve(&self, request: &SnapshotRequest) -> SnapshotResponse;
+}
+
+impl<F: Fn(&SnapshotRequest) -> SnapshotResponse + Send + Sync + 'static> SnapshotSource for F {
+    fn serve(&self, request: &SnapshotRequest) -> SnapshotResponse {
+        self(request)
+    }
+}
+
 /// The node's check that a proposal's block is the one its signed value names (for example:
 /// the block's header hashes to the value). Runs before the router sees the proposal, so a
 /// relayer cannot pair a genuine signature with another block.
@@ -193,16 +212,18 @@ pub struct Hooks {
     pub txs: Arc<dyn TxValidator>,
     pub blocks: Arc<dyn BlockSource>,
     pub block_check: Arc<dyn BlockCheck>,
+    pub snapshots: Arc<dyn SnapshotSource>,
 }
 
 impl Default for Hooks {
-    /// Ignores gossiped txs, serves no blocks, and takes any block bytes with a proposal
-    /// (tests and benchmarks, whose proposals carry no real block).
+    /// Ignores gossiped txs, serves no blocks and no snapshots, and takes any block bytes with
+    /// a proposal (tests and benchmarks, whose proposals carry no real block).
     fn default() -> Self {
         Hooks {
             txs: Arc::new(|txs: &[Vec<u8>]| vec![TxVerdict::Ignore; txs.len()]),
             blocks: Arc::new(|_: Height, _: u32, _: usize| Vec::new()),
             block_check: Arc::new(|_: &SignedProposal, _: &[u8]| true),
+            snapshots: Arc::new(SnapshotResponse::empty),
         }
     }
 }
@@ -245,6 +266,11 @@ enum Command {
         peer: PeerId,
         request: SyncRequest,
         reply: oneshot::Sender<Result<Vec<SyncBlock>, SyncError>>,
+    },
+    RequestSnapshot {
+        peer: PeerId,
+        request: SnapshotRequest,
+        reply: oneshot::Sender<Result<SnapshotResponse, SyncError>>,
     },
     Ban(PeerId, Duration),
     Shutdown(oneshot::Sender<()>),
@@ -480,6 +506,39 @@ impl GossipHandle {
             .await
             .map_err(|_| SyncError::Closed)?;
         answer.await.map_err(|_| SyncError::Closed)?
+    }
+
+    /// Asks `peer` for a snapshot list, manifest, chunk or light block. The answer is checked
+    /// to be of the request's kind (a peer answering another kind is charged as malformed and
+    /// this returns [`SyncError::BadResponse`]) and within the caps; its bytes are the node's
+    /// to verify, and [`charge`](Self::charge) is how it reports a lie. At most
+    /// `Limits::sync_in_flight_max` snapshot requests are in flight (beside as many block
+    /// requests); past that this returns [`SyncError::Busy`]. A request that fails on the way
+    /// (timeout, closed connection, a response over the caps) is [`SyncError::Failed`].
+    pub async fn request_snapshot(
+        &self,
+        peer: PeerId,
+        request: SnapshotRequest,
+    ) -> Result<SnapshotResponse, SyncError> {
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .commands
+            .send(Command::RequestSnapshot {
+                peer,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|_| SyncError::Closed)?;
+        answer.await.map_err(|_| SyncError::Closed)?
+    }
+
+    /// Charges `peer` for an offence only the node can judge: a snapshot chunk that does not
+    /// match its manifest, a manifest or light block that lies ([`Offence::BadSnapshot`]).
+    /// Past the ban threshold the peer is disconnected and refused, as for gossip's own
+    /// charges.
+    pub fn charge(&self, peer: &PeerId, offence: Offence) {
+        self.shared.penalise(peer, offence);
     }
 
     /// Connected peers and their advertised positions.

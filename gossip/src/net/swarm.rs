@@ -23,6 +23,7 @@ use weft_consensus::{Height, Round};
 use super::consensus::{CONSENSUS_PROTOCOL, read_loop, write_loop};
 use super::isolation;
 use super::network::{NetworkId, NetworkMismatch};
+use super::snapshot::{SNAPSHOT_PROTOCOL, SnapshotCodec, SnapshotRequest, SnapshotResponse};
 use super::sync::{SYNC_PROTOCOL, SYNC_RESPONSE_BYTES_MAX, SyncCodec, SyncRequest, SyncResponse};
 use super::txs::{TX_BATCH_BYTES_MAX, TxVerdict, batch_cost, decode_batch, encode_batch};
 use super::{
@@ -59,6 +60,7 @@ struct Behaviour {
     streams: libp2p_stream::Behaviour,
     txs: gossipsub::Behaviour,
     sync: request_response::Behaviour<SyncCodec>,
+    snapshots: request_response::Behaviour<SnapshotCodec>,
 }
 
 /// A tx batch back from the node's validator: id, source, txs, verdicts.
@@ -69,6 +71,19 @@ type PendingRequest = (
     PeerId,
     oneshot::Sender<Result<Vec<SyncBlock>, SyncError>>,
 );
+
+/// An outbound snapshot request: what was asked, and who waits for the answer.
+struct PendingSnapshot {
+    request: SnapshotRequest,
+    reply: oneshot::Sender<Result<SnapshotResponse, SyncError>>,
+}
+
+/// A snapshot answer back from the node's hook, on its way to the requester.
+struct ServedSnapshot {
+    channel: ResponseChannel<SnapshotResponse>,
+    request: SnapshotRequest,
+    response: SnapshotResponse,
+}
 
 /// A connected peer that has not yet said which network it belongs to.
 struct Unconfirmed {
@@ -102,6 +117,11 @@ struct Task {
     serving: usize,
     served: mpsc::Sender<(ResponseChannel<SyncResponse>, SyncResponse)>,
     requests: HashMap<OutboundRequestId, PendingRequest>,
+    /// Snapshot requests being served (at most `sync_in_flight_max`), their answers, and the
+    /// snapshot requests of ours in flight (as many again).
+    snapshot_serving: usize,
+    snapshot_served: mpsc::Sender<ServedSnapshot>,
+    snapshot_requests: HashMap<OutboundRequestId, PendingSnapshot>,
     /// The isolation this task has applied; it follows `Shared::isolated` at each tick.
     isolated: bool,
     /// The peers connected when the node was cut off, dialled once when it heals (at most
@@ -211,6 +231,8 @@ pub(super) async fn spawn(
     });
     let (validated_tx, mut validated_rx) = mpsc::channel(limits.tx_validations_max.max(1));
     let (served_tx, mut served_rx) = mpsc::channel(limits.sync_in_flight_max.max(1));
+    let (snapshot_served_tx, mut snapshot_served_rx) =
+        mpsc::channel(limits.sync_in_flight_max.max(1));
     let mut task = Task {
         swarm,
         shared: shared.clone(),
@@ -228,6 +250,9 @@ pub(super) async fn spawn(
         serving: 0,
         served: served_tx,
         requests: HashMap::new(),
+        snapshot_serving: 0,
+        snapshot_served: snapshot_served_tx,
+        snapshot_requests: HashMap::new(),
         isolated: false,
         reconnect: Vec::new(),
         network,
@@ -257,6 +282,7 @@ pub(super) async fn spawn(
                     task.serving -= 1;
                     let _ = task.swarm.behaviour_mut().sync.send_response(channel, response);
                 }
+                Some(served) = snapshot_served_rx.recv() => task.on_snapshot_served(served),
                 _ = tick.tick() => task.on_tick(),
             }
         }
@@ -337,6 +363,9 @@ fn behaviour(
     let sync_config = request_response::Config::default()
         .with_request_timeout(limits.sync_timeout)
         .with_max_concurrent_streams(limits.sync_in_flight_max);
+    let snapshot_config = request_response::Config::default()
+        .with_request_timeout(limits.sync_timeout)
+        .with_max_concurrent_streams(limits.sync_in_flight_max);
     let identify_cache = limits.connections_max.max(1) as usize;
     let txs =
         gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossipsub_config)?;
@@ -358,6 +387,11 @@ fn behaviour(
             SyncCodec,
             [(SYNC_PROTOCOL, ProtocolSupport::Full)],
             sync_config,
+        ),
+        snapshots: request_response::Behaviour::with_codec(
+            SnapshotCodec,
+            [(SNAPSHOT_PROTOCOL, ProtocolSupport::Full)],
+            snapshot_config,
         ),
     })
 }
@@ -417,6 +451,9 @@ impl Task {
                 message,
             })) => self.on_tx_batch(propagation_source, message_id, message.data),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Snapshots(event)) => {
+                self.on_snapshot_event(event);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -594,6 +631,23 @@ impl Task {
                 }
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
                 self.requests.insert(id, (request, peer, reply));
+            }
+            Command::RequestSnapshot {
+                peer,
+                request,
+                reply,
+            } => {
+                if self.snapshot_requests.len() >= self.limits.sync_in_flight_max {
+                    let _ = reply.send(Err(SyncError::Busy));
+                    return;
+                }
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .snapshots
+                    .send_request(&peer, request);
+                self.snapshot_requests
+                    .insert(id, PendingSnapshot { request, reply });
             }
             Command::Ban(peer, duration) => {
                 if self.banned.len() >= BANNED_MAX {
@@ -900,6 +954,103 @@ impl Task {
             }
             _ => {}
         }
+    }
+
+    fn on_snapshot_event(
+        &mut self,
+        event: request_response::Event<SnapshotRequest, SnapshotResponse>,
+    ) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => self.serve_snapshot(peer, request, channel),
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(pending) = self.snapshot_requests.remove(&request_id) {
+                    let answer = if response.answers(&pending.request) {
+                        Ok(response)
+                    } else {
+                        self.shared.penalise(&peer, Offence::Malformed);
+                        Err(SyncError::BadResponse("a snapshot answer of another kind"))
+                    };
+                    let _ = pending.reply.send(answer);
+                }
+            }
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(pending) = self.snapshot_requests.remove(&request_id) {
+                    let _ = pending
+                        .reply
+                        .send(Err(SyncError::Failed(error.to_string())));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Serves a confirmed peer's snapshot request through the node's hook, off the swarm task;
+    /// drops it while `sync_in_flight_max` are being served.
+    fn serve_snapshot(
+        &mut self,
+        peer: PeerId,
+        request: SnapshotRequest,
+        channel: ResponseChannel<SnapshotResponse>,
+    ) {
+        if !self.confirmed.contains(&peer) {
+            tracing::debug!(%peer, "snapshot request from an unconfirmed peer dropped");
+            return;
+        }
+        if self.snapshot_serving >= self.limits.sync_in_flight_max {
+            tracing::debug!(%peer, "snapshot request dropped: busy");
+            return;
+        }
+        self.snapshot_serving += 1;
+        let source = self.hooks.snapshots.clone();
+        let back = self.snapshot_served.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut response = source.serve(&request);
+            if !response.fits() {
+                tracing::warn!(
+                    %peer,
+                    ?request,
+                    bytes = response.encoded_len(),
+                    "the node's snapshot answer is over the caps: answering the empty form"
+                );
+                response = SnapshotResponse::empty(&request);
+            }
+            let _ = back.blocking_send(ServedSnapshot {
+                channel,
+                request,
+                response,
+            });
+        });
+    }
+
+    fn on_snapshot_served(&mut self, served: ServedSnapshot) {
+        self.snapshot_serving -= 1;
+        self.shared
+            .metrics
+            .snapshots_served
+            .with_label_values(&[served.request.kind()])
+            .inc();
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .snapshots
+            .send_response(served.channel, served.response);
     }
 
     fn stop(&mut self) {

@@ -46,7 +46,7 @@ pub struct SyncResponse {
     pub blocks: Vec<SyncBlock>,
 }
 
-/// Why a sync request failed.
+/// Why a block-sync or snapshot request failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SyncError {
     #[error("a request asks for 1 to {SYNC_BLOCKS_MAX} blocks, not {0}")]
@@ -181,19 +181,24 @@ impl SyncResponse {
 #[derive(Clone, Copy, Default, Debug)]
 pub struct SyncCodec;
 
-async fn read_capped<T: AsyncRead + Unpin + Send>(io: &mut T, cap: usize) -> io::Result<Vec<u8>> {
+/// Reads a whole message to the end of its stream, refusing it past `cap` bytes (at most
+/// `cap + 1` are ever held). The snapshot codec reads with it too.
+pub(super) async fn read_capped<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    cap: usize,
+) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     io.take(cap as u64 + 1).read_to_end(&mut bytes).await?;
     if bytes.len() > cap {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("sync message over the cap of {cap} bytes"),
+            format!("request-response message over the cap of {cap} bytes"),
         ));
     }
     Ok(bytes)
 }
 
-fn invalid(error: impl std::fmt::Display) -> io::Error {
+pub(super) fn invalid(error: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error.to_string())
 }
 

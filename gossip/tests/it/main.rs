@@ -8,6 +8,9 @@
 //!   peers named by DNS are dialled.
 //! - `routing`: the router over a sparse overlay: delivery in both modes, fewer messages in
 //!   semantic mode, nothing withheld without a quorum, equivocations relayed.
+//! - `snapshot`: the state-sync snapshot codec (round trips, hostile bytes) and protocol over
+//!   loopback (answers byte for byte, answers of another kind charged, in-flight bounds, the
+//!   node's charges and bans).
 //! - `wire`: every message round-trips byte for byte; hostile bytes and frames are refused
 //!   without panicking or allocating past the caps.
 
@@ -20,4 +23,5 @@ mod misbehaviour;
 mod net;
 mod networks;
 mod routing;
+mod snapshot;
 mod wire;

@@ -263,6 +263,18 @@ pub struct StartArgs {
     /// Sets `rpc.unsafe`: serve the `unsafe_*` methods (partition control for chaos tests).
     #[arg(long)]
     pub rpc_unsafe: bool,
+    /// Join by state sync: restore a peer's snapshot instead of replaying every block, when
+    /// the chain database is empty (sets `statesync.enable`).
+    #[arg(long)]
+    pub state_sync: bool,
+    /// A height this node trusts, with `--trust-hash` (as CometBFT's light client): state sync
+    /// verifies the snapshot's header from it. Without both, it trusts the genesis validators.
+    #[arg(long, requires = "trust_hash")]
+    pub trust_height: Option<u64>,
+    /// The block hash (hex) at `--trust-height`, from a source this operator trusts (another
+    /// node's `block` RPC, a block explorer).
+    #[arg(long, requires = "trust_height")]
+    pub trust_hash: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -52,6 +52,15 @@ pub(super) fn apply_overrides(config: &mut Config, args: &StartArgs) {
     if args.rpc_unsafe {
         config.rpc.unsafe_routes = true;
     }
+    if args.state_sync {
+        config.statesync.enable = true;
+    }
+    if let Some(height) = args.trust_height {
+        config.statesync.trust_height = height;
+    }
+    if let Some(hash) = &args.trust_hash {
+        config.statesync.trust_hash.clone_from(hash);
+    }
 }
 
 /// Runs the node until SIGINT or SIGTERM.

@@ -373,6 +373,27 @@ fn start_names_the_missing_or_bad_file() {
     .unwrap_err();
     assert!(error.to_string().contains("rpc.laddr"), "{error}");
 
+    let (_, config) = prepare_start(&args(StartArgs {
+        state_sync: true,
+        trust_height: Some(20),
+        trust_hash: Some("ab".repeat(32)),
+        ..StartArgs::default()
+    }))
+    .unwrap();
+    assert!(config.statesync.enable);
+    assert_eq!(config.statesync.anchor().unwrap(), Some((20, [0xab; 32])));
+    let error = prepare_start(&args(StartArgs {
+        state_sync: true,
+        trust_height: Some(20),
+        trust_hash: Some("not hex".into()),
+        ..StartArgs::default()
+    }))
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("statesync.trust_hash"),
+        "{error}"
+    );
+
     let home = Home::new(dir.path());
     std::fs::set_permissions(home.node_key(), std::fs::Permissions::from_mode(0o644)).unwrap();
     let error = prepare_start(&args(StartArgs::default())).unwrap_err();

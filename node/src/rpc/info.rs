@@ -10,6 +10,8 @@ pub(super) struct Tip {
     app_hash: [u8; 32],
     time_ms: u64,
     voting_power: u64,
+    earliest: Height,
+    earliest_hash: Option<[u8; 32]>,
 }
 
 pub(super) async fn status(state: Arc<RpcState>, _: Params<'static>) -> MethodResult {
@@ -25,6 +27,12 @@ pub(super) async fn status(state: Arc<RpcState>, _: Params<'static>) -> MethodRe
             hash: chain.last_hash().0,
             app_hash: chain.state_root(),
             time_ms: chain.last_time_ms(),
+            earliest: chain.earliest_height(),
+            earliest_hash: chain
+                .block(chain.earliest_height())
+                .ok()
+                .flatten()
+                .map(|block| block.hash.0),
             voting_power: validator
                 .and_then(|id| chain.current_validators().power(&id))
                 .unwrap_or(0),
@@ -51,6 +59,8 @@ pub(super) async fn status(state: Arc<RpcState>, _: Params<'static>) -> MethodRe
             "latest_app_hash": hex::encode(tip.app_hash),
             "latest_block_height": tip.height.0.to_string(),
             "latest_block_time_ms": tip.time_ms,
+            "earliest_block_height": tip.earliest.0.to_string(),
+            "earliest_block_hash": tip.earliest_hash.map(hex::encode).unwrap_or_default(),
             "catching_up": catching_up,
         },
         "validator_info": {

@@ -131,11 +131,14 @@ pub(super) fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// The height a `block`-like method reads: `requested`, or the latest, if a block is there.
+/// The height a `block`-like method reads: `requested`, or the latest, if a block is there. A
+/// height below `earliest` (pruned, or before a state-synced node's snapshot) is answered as
+/// CometBFT answers it: `height X is not available, lowest height is Y`.
 pub(super) fn resolve_height(
     requested: Option<u64>,
     latest: Height,
     initial: u64,
+    earliest: Height,
 ) -> Result<Height, ErrorObjectOwned> {
     if latest.0 < initial {
         return Err(not_found("no block has been committed yet"));
@@ -149,6 +152,10 @@ pub(super) fn resolve_height(
         Some(h) if h < initial => Err(not_found(format!(
             "height {h} is below the initial height {initial}"
         ))),
+        Some(h) if h < earliest.0 => Err(not_found(format!(
+            "height {h} is not available, lowest height is {}",
+            earliest.0
+        ))),
         Some(h) => Ok(Height(h)),
     }
 }
@@ -157,7 +164,12 @@ pub(super) fn chain_height(
     chain: &Chain,
     requested: Option<u64>,
 ) -> Result<Height, ErrorObjectOwned> {
-    resolve_height(requested, chain.height(), chain.genesis().initial_height)
+    resolve_height(
+        requested,
+        chain.height(),
+        chain.genesis().initial_height,
+        chain.earliest_height(),
+    )
 }
 
 /// Which events a subscription wants.

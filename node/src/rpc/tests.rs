@@ -86,8 +86,21 @@ fn params_by_name_or_position_numbers_or_strings() {
 #[test]
 fn heights_resolve_within_the_stored_range() {
     let latest = Height(12);
-    assert_eq!(resolve_height(None, latest, 1).unwrap(), latest);
-    assert_eq!(resolve_height(Some(1), latest, 1).unwrap(), Height(1));
+    let one = Height(1);
+    assert_eq!(resolve_height(None, latest, 1, one).unwrap(), latest);
+    assert_eq!(resolve_height(Some(1), latest, 1, one).unwrap(), Height(1));
+    assert_eq!(
+        resolve_height(Some(5), latest, 1, Height(5)).unwrap(),
+        Height(5)
+    );
+    let pruned = resolve_height(Some(4), latest, 1, Height(5)).unwrap_err();
+    assert_eq!(
+        (code(&pruned), pruned.message()),
+        (
+            NOT_FOUND_CODE,
+            "height 4 is not available, lowest height is 5"
+        )
+    );
     let cases: [(Option<u64>, Height, u64, &str); 4] = [
         (
             Some(99),
@@ -100,7 +113,7 @@ fn heights_resolve_within_the_stored_range() {
         (Some(1), Height(0), 1, "no block has been committed yet"),
     ];
     for (requested, latest, initial, message) in cases {
-        let error = resolve_height(requested, latest, initial).unwrap_err();
+        let error = resolve_height(requested, latest, initial, one).unwrap_err();
         assert_eq!((code(&error), error.message()), (NOT_FOUND_CODE, message));
     }
 }
@@ -340,6 +353,7 @@ async fn context_with(
         consensus: Arc::new(Mutex::new(ConsensusStatus::default())),
         evidence: Arc::new(Mutex::new(Vec::new())),
         metrics: Arc::new(NodeMetrics::new().unwrap()),
+        snapshots: None,
     };
     (Arc::new(ctx), sender.signing_key())
 }

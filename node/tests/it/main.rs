@@ -32,6 +32,7 @@ mod damaged_disk;
 mod four_nodes;
 mod one_node;
 mod rpc_abuse;
+mod state_sync_liars;
 mod support;
 mod test_hooks;
 mod validator_set;
