@@ -26,6 +26,7 @@ use weft_execution::access::BLOCK_TXS_MAX;
 use weft_execution::codec::{Reader, put_varint};
 use weft_execution::fuzzing::{Bound, checked, config, corpus_files, mutate, mutation};
 use weft_execution::probe::{self, AllocProbe};
+use weft_execution::snapshot::{Manifest, decode_chunk, encode_chunk};
 use weft_execution::{
     AccessMode, AccessSets, Address, ConflictDag, LtHash, MemoryState, Name, SledStorage, StateKey,
     StateValue, StateView, Transaction,
@@ -90,6 +91,20 @@ const LATTICE_BOUND: Bound = Bound {
 };
 
 /// Every target of this binary, by its corpus directory name.
+/// A manifest holds boxed 2 KiB lattice hashes, one per 2 KiB of input.
+const MANIFEST_BOUND: Bound = Bound {
+    total_per_byte: 3,
+    largest_per_byte: 1,
+    fixed: 4096,
+};
+
+/// A chunk's pairs: capacity bounded by the bytes left (a pair is at least 3 bytes).
+const CHUNK_BOUND: Bound = Bound {
+    total_per_byte: 64,
+    largest_per_byte: 40,
+    fixed: 1024,
+};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {
     Tx,
@@ -99,9 +114,11 @@ enum Target {
     StateValue,
     Lattice,
     Varint,
+    Manifest,
+    Chunk,
 }
 
-const TARGETS: [Target; 7] = [
+const TARGETS: [Target; 9] = [
     Target::Tx,
     Target::Access,
     Target::Dag,
@@ -109,6 +126,8 @@ const TARGETS: [Target; 7] = [
     Target::StateValue,
     Target::Lattice,
     Target::Varint,
+    Target::Manifest,
+    Target::Chunk,
 ];
 
 impl Target {
@@ -121,6 +140,8 @@ impl Target {
             Target::StateValue => "state_value",
             Target::Lattice => "lattice",
             Target::Varint => "varint",
+            Target::Manifest => "manifest",
+            Target::Chunk => "chunk",
         }
     }
 
@@ -183,6 +204,28 @@ impl Target {
             )
             .is_some(),
             Target::Varint => varint_prefix(bytes),
+            Target::Manifest => checked(
+                name,
+                bytes,
+                MANIFEST_BOUND,
+                Manifest::decode,
+                Manifest::encode,
+            )
+            .inspect(|manifest| {
+                // A decoded manifest's sum and checks are total.
+                let _ = manifest.check(manifest.height, manifest.total().root());
+                assert!(!manifest.chunks.is_empty());
+            })
+            .is_some(),
+            Target::Chunk => checked(name, bytes, CHUNK_BOUND, decode_chunk, |pairs| {
+                encode_chunk(pairs)
+            })
+            .inspect(|pairs| {
+                // Decoded pairs are strictly ascending in their encoding and fit their keys.
+                assert!(pairs.windows(2).all(|w| w[0].0.encode() < w[1].0.encode()));
+                assert!(pairs.iter().all(|(key, value)| value.fits(key)));
+            })
+            .is_some(),
         }
     }
 
@@ -297,6 +340,24 @@ fn lattice() -> impl Strategy<Value = LtHash> {
     })
 }
 
+/// A value of the type `key` demands.
+fn fitting_value(key: &StateKey, n: u64) -> StateValue {
+    match key {
+        StateKey::Account(_) => StateValue::Account(weft_execution::Account {
+            balance: n,
+            nonce: n / 3,
+        }),
+        StateKey::Name(_) => StateValue::NameOwner(Address([n as u8; 32])),
+        StateKey::WorkSlot(_) => StateValue::WorkDigest([n as u8; 32]),
+        StateKey::Validator(_) => StateValue::ValidatorPower(n),
+        StateKey::ValidatorTotals => StateValue::ValidatorTotals {
+            total: n,
+            count: n as u32,
+        },
+        StateKey::ValidatorAuthority => StateValue::Authority(Address([n as u8; 32])),
+    }
+}
+
 /// A valid encoding of some target, with the tx count it needs.
 fn encoding() -> impl Strategy<Value = (Target, Vec<u8>, usize)> {
     prop_oneof![
@@ -307,6 +368,18 @@ fn encoding() -> impl Strategy<Value = (Target, Vec<u8>, usize)> {
         value().prop_map(|value| (Target::StateValue, value.encode(), 0)),
         lattice().prop_map(|hash| (Target::Lattice, hash.to_bytes(), 0)),
         any::<u32>().prop_map(|value| (Target::Varint, varint(value), 0)),
+        proptest::collection::vec(lattice(), 1..4).prop_map(|chunks| {
+            let manifest = Manifest { height: 9, chunks };
+            (Target::Manifest, manifest.encode(), 0)
+        }),
+        proptest::collection::btree_map(key(), any::<u64>(), 1..16).prop_map(|pairs| {
+            let mut pairs: Vec<(StateKey, StateValue)> = pairs
+                .into_iter()
+                .map(|(key, n)| (key, fitting_value(&key, n)))
+                .collect();
+            pairs.sort_by_key(|(key, _)| key.encode());
+            (Target::Chunk, encode_chunk(&pairs), 0)
+        }),
     ]
 }
 

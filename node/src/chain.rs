@@ -443,10 +443,11 @@ impl Chain {
         self.storage.begin_snapshot()
     }
 
-    /// The snapshot frozen at the last commit, if that height was due one: the caller cuts it
-    /// into chunks (on a thread of its own; commits go on meanwhile).
-    pub fn take_snapshot(&mut self) -> Option<weft_execution::SnapshotReader> {
-        self.snapshot.take()
+    /// The snapshot frozen at a commit that was due one, with that commit's height: the
+    /// caller cuts it into chunks (on a thread of its own; commits go on meanwhile).
+    pub fn take_snapshot(&mut self) -> Option<(Height, weft_execution::SnapshotReader)> {
+        let reader = self.snapshot.take()?;
+        Some((self.height_of_storage(reader.height()), reader))
     }
 
     /// The records pruning removes for the heights from the earliest kept up to (not
@@ -940,6 +941,8 @@ impl Chain {
         reached.end();
         self.earliest = earliest;
         if self.snapshot_interval > 0 && height.0 % self.snapshot_interval == 0 {
+            // One nobody took (no driver in this process) would keep the store frozen.
+            self.snapshot = None;
             self.snapshot = self.storage.begin_snapshot();
             if self.snapshot.is_none() {
                 tracing::warn!(

@@ -224,7 +224,7 @@ impl Driver {
     /// Metrics, status and subscribers' events for a committed block.
     /// Cuts the snapshot frozen at this commit, if the height was due one, on a blocking
     /// thread: consensus goes on while it is written.
-    fn take_snapshot(&self, height: weft_consensus::Height) {
+    fn take_snapshot(&self) {
         let (reader, earliest) = {
             let mut chain = self.ctx.chain.write();
             (chain.take_snapshot(), chain.earliest_height())
@@ -233,7 +233,7 @@ impl Driver {
             .metrics
             .storage_earliest_height
             .set(earliest.0 as i64);
-        let (Some(reader), Some(store)) = (reader, self.ctx.snapshots.clone()) else {
+        let (Some((height, reader)), Some(store)) = (reader, self.ctx.snapshots.clone()) else {
             return;
         };
         let metrics = self.ctx.metrics.clone();
@@ -259,7 +259,7 @@ impl Driver {
         let height = block.header.height;
         let metrics = &self.ctx.metrics;
         metrics.consensus_height.set(height.0 as i64);
-        self.take_snapshot(height);
+        self.take_snapshot();
         // Gossip checks each message against the set of its own height.
         if self.ctx.gossip.validators() != committed.sets {
             self.ctx.gossip.set_validators(committed.sets.clone());

@@ -8,13 +8,15 @@
 //! only shortcut.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use ed25519_dalek::SigningKey;
 use weft_consensus::{CommitCertificate, Height, Round, ValidatorId, Vote, VoteType};
 use weft_genesis::Genesis;
 use weft_gossip::verify::sign_vote;
 
-use crate::chain::{Chain, ChainError};
+use crate::chain::{Chain, ChainError, PRUNE_FLOOR_NONE};
 use weft_execution::Transaction;
 
 /// Time between two built blocks.
@@ -29,9 +31,23 @@ pub fn grow(
     genesis: Genesis,
     keys: &[SigningKey],
     heights: u64,
+    txs: impl FnMut(Height) -> Vec<Transaction>,
+) -> Result<Height, ChainError> {
+    grow_pruned(dir, genesis, keys, heights, 0, txs)
+}
+
+/// [`grow`], pruning as a node with `storage.retain_blocks = retain_blocks` does (0 keeps
+/// every block).
+pub fn grow_pruned(
+    dir: &Path,
+    genesis: Genesis,
+    keys: &[SigningKey],
+    heights: u64,
+    retain_blocks: u64,
     mut txs: impl FnMut(Height) -> Vec<Transaction>,
 ) -> Result<Height, ChainError> {
     let mut chain = Chain::open(dir, genesis, 1)?;
+    chain.set_retention(retain_blocks, Arc::new(AtomicU64::new(PRUNE_FLOOR_NONE)), 0);
     chain.set_durable(false);
     let chain_id = chain.chain_id().as_str().to_owned();
     let mut last_commit = match chain.height() {
@@ -78,4 +94,41 @@ pub fn grow(
     chain.set_durable(true);
     chain.state().flush()?;
     Ok(chain.height())
+}
+
+/// Copies a directory tree (a closed chain database, to give several nodes one built chain).
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of the files under `dir` (0 if it cannot be read): a database's size on disk.
+pub fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| match entry.file_type() {
+                    Ok(kind) if kind.is_dir() => dir_size(&entry.path()),
+                    _ => entry.metadata().map_or(0, |m| m.len()),
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch (for genesis times that put a built chain in the past).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -210,6 +210,7 @@ impl Sync<'_> {
         };
         let mut offers: BTreeMap<(u64, [u8; 32]), Offer> = BTreeMap::new();
         let mut asked: HashSet<PeerId> = HashSet::new();
+        let mut last_round = Instant::now();
         loop {
             let fresh: Vec<PeerId> = self
                 .honest_peers()
@@ -258,9 +259,13 @@ impl Sync<'_> {
             if started.elapsed() >= self.config.deadline {
                 return Ok(best);
             }
-            // Peers that answered before may have taken a snapshot since.
-            if since.elapsed() >= self.config.discovery {
+            // Peers that answered before may have taken a snapshot since: ask again, once a
+            // discovery period.
+            if since.elapsed() >= self.config.discovery
+                && last_round.elapsed() >= self.config.discovery
+            {
                 asked.clear();
+                last_round = Instant::now();
             }
             tokio::time::sleep(DISCOVERY_POLL).await;
         }
@@ -334,7 +339,15 @@ impl Sync<'_> {
     async fn verify_to(&mut self, target: Height) -> Result<LightBlock, Attempt> {
         let mut trusted = self.trusted().await?;
         if trusted.height == target {
-            return self.light_block(target).await;
+            // The snapshot is at the anchor itself: its block must be the trusted one.
+            let block = self.light_block(target).await?;
+            return if Some(block.hash()) == trusted.hash {
+                Ok(block)
+            } else {
+                Err(Attempt::Refused(format!(
+                    "the light block of {target:?} is not the trusted one"
+                )))
+            };
         }
         let mut pending = vec![target];
         let mut fetched: HashMap<Height, LightBlock> = HashMap::new();

@@ -211,6 +211,17 @@ impl Drop for TestNode {
 /// `n` validator homes under `dir` sharing one genesis (power 10 each, the accounts of node 0's
 /// home funded), each dialling the nodes above it, with fast timeouts.
 pub fn network(dir: &Path, n: usize, chain_id: &str) -> Vec<TestNode> {
+    network_at(dir, n, chain_id, None)
+}
+
+/// [`network`] with the genesis time given (for chains built offline, whose blocks must not
+/// lie in the future), or the first home's.
+pub fn network_at(
+    dir: &Path,
+    n: usize,
+    chain_id: &str,
+    genesis_time_ms: Option<u64>,
+) -> Vec<TestNode> {
     let nodes: Vec<TestNode> = (0..n)
         .map(|i| TestNode::init(&dir.join(format!("node{i}")), chain_id, &format!("node{i}")))
         .collect();
@@ -227,7 +238,7 @@ pub fn network(dir: &Path, n: usize, chain_id: &str) -> Vec<TestNode> {
         .collect();
     let genesis = Genesis::new(
         chain_id,
-        first.genesis_time_ms(),
+        genesis_time_ms.unwrap_or(first.genesis_time_ms()),
         validators,
         accounts,
         ConsensusParams::fast(),
@@ -239,6 +250,47 @@ pub fn network(dir: &Path, n: usize, chain_id: &str) -> Vec<TestNode> {
         node.configure(|config| config.p2p.persistent_peers = peers);
     }
     nodes
+}
+
+/// A full node's home under `dir` with the network's genesis, dialling `peers`.
+pub fn full_node(dir: &Path, chain_id: &str, network: &[TestNode]) -> TestNode {
+    let node = TestNode::init(dir, chain_id, "full");
+    std::fs::copy(network[0].home.genesis(), node.home.genesis()).unwrap();
+    let peers: Vec<String> = network.iter().map(TestNode::peer_addr).collect();
+    node.configure(|config| config.p2p.persistent_peers = peers);
+    node
+}
+
+/// Builds `heights` blocks offline onto node 0's chain (the validators' keys sign them) and
+/// copies the database to every other node in `to`. Returns the last height.
+pub fn grow_chain(
+    nodes: &[TestNode],
+    to: &[&TestNode],
+    heights: u64,
+    txs: impl FnMut(weft_consensus::Height) -> Vec<Transaction>,
+) -> u64 {
+    let genesis = Genesis::load(&nodes[0].home.genesis()).unwrap();
+    let keys: Vec<_> = nodes
+        .iter()
+        .map(|node| node.validator_key().signing_key())
+        .collect();
+    let chain_dir = |node: &TestNode| node.home.root.join("data").join("chain");
+    std::fs::create_dir_all(chain_dir(&nodes[0])).unwrap();
+    let top =
+        weft_node::fixture::grow(&chain_dir(&nodes[0]), genesis, &keys, heights, txs).unwrap();
+    for node in to {
+        let _ = std::fs::remove_dir_all(chain_dir(node));
+        weft_node::fixture::copy_dir(&chain_dir(&nodes[0]), &chain_dir(node)).unwrap();
+    }
+    top.0
+}
+
+/// A status field as a number (CometBFT writes heights as strings).
+pub fn status_number(status: &Value, section: &str, field: &str) -> Option<u64> {
+    let value = &status[section][field];
+    value
+        .as_u64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
 }
 
 /// The funded account keys `weft init` wrote into a home.
