@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use weft_consensus::Height;
@@ -23,7 +24,13 @@ struct Entry {
     manifest: Vec<u8>,
     hash: [u8; 32],
     chunks: u32,
+    /// When a peer last fetched a chunk of it.
+    served: Option<Instant>,
 }
+
+/// A snapshot a peer fetched a chunk of this recently is kept past `snapshot_keep` (up to twice
+/// as many in all), so a joining node is not cut off mid-restore by a newer snapshot.
+const FETCH_GRACE: Duration = Duration::from_secs(30);
 
 /// The snapshot directory and an index of what it holds.
 pub struct SnapshotStore {
@@ -81,6 +88,7 @@ impl SnapshotStore {
                             hash: manifest.hash(),
                             chunks: manifest.chunks.len() as u32,
                             manifest: bytes,
+                            served: None,
                         },
                     );
                 }
@@ -141,10 +149,22 @@ impl SnapshotStore {
                 hash: manifest.hash(),
                 chunks: count,
                 manifest: bytes,
+                served: None,
             },
         );
         while index.len() > self.keep {
-            let Some((&oldest, _)) = index.iter().next() else {
+            // The oldest no peer is fetching; past twice the limit, the oldest regardless.
+            let fetching =
+                |entry: &Entry| entry.served.is_some_and(|at| at.elapsed() < FETCH_GRACE);
+            let idle = index
+                .iter()
+                .find(|(at, entry)| **at != height && !fetching(entry))
+                .map(|(at, _)| *at);
+            let Some(oldest) = idle.or_else(|| {
+                (index.len() > 2 * self.keep)
+                    .then(|| index.keys().next().copied())
+                    .flatten()
+            }) else {
                 break;
             };
             index.remove(&oldest);
@@ -178,7 +198,12 @@ impl SnapshotStore {
     }
 
     pub fn chunk(&self, height: u64, index: u32) -> Option<Vec<u8>> {
-        let chunks = self.index.lock().get(&height)?.chunks;
+        let chunks = {
+            let mut entries = self.index.lock();
+            let entry = entries.get_mut(&height)?;
+            entry.served = Some(Instant::now());
+            entry.chunks
+        };
         if index >= chunks {
             return None;
         }
@@ -213,5 +238,51 @@ pub fn serve(
             let block = chain.read().light_block(Height(height)).ok().flatten();
             SnapshotResponse::LightBlock(block.map(|b| b.encode()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use weft_execution::{Account, Address, MemoryState, SledStorage, StateKey, StateValue};
+
+    use super::*;
+
+    /// Past `snapshot_keep`, the oldest snapshot goes, unless a peer is fetching it; past
+    /// twice the limit, the oldest goes regardless. The floor follows the oldest kept.
+    #[test]
+    fn old_snapshots_go_unless_a_peer_is_fetching_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = MemoryState::from_pairs([(
+            StateKey::Account(Address([1; 32])),
+            StateValue::Account(Account::default()),
+        )]);
+        let storage = SledStorage::open(&dir.path().join("db"), &state).unwrap();
+        let store = SnapshotStore::open(&dir.path().join("snapshots"), 1, true).unwrap();
+        let write = |height: u64| {
+            store
+                .write(height, storage.begin_snapshot().unwrap())
+                .unwrap()
+        };
+        let heights = |store: &SnapshotStore| -> Vec<u64> {
+            store.list().iter().rev().map(|info| info.height).collect()
+        };
+        assert_eq!(
+            store.floor().load(Ordering::Acquire),
+            0,
+            "nothing pruned before one"
+        );
+        write(10);
+        write(20);
+        assert_eq!(heights(&store), vec![20]);
+        assert!(store.chunk(20, 0).is_some(), "a peer fetches from 20");
+        write(30);
+        assert_eq!(heights(&store), vec![20, 30], "20 is being fetched");
+        write(40);
+        assert_eq!(heights(&store), vec![20, 40]);
+        assert_eq!(store.floor().load(Ordering::Acquire), 20);
+        assert!(store.manifest(30).is_none() && store.chunk(30, 0).is_none());
+        assert!(!dir.path().join("snapshots/30").exists());
+        let reopened = SnapshotStore::open(&dir.path().join("snapshots"), 1, true).unwrap();
+        assert_eq!(heights(&reopened), vec![20, 40]);
     }
 }

@@ -212,6 +212,8 @@ pub struct Core<L: Ledger> {
     /// lost it): committed when its block arrives, by gossip or by sync.
     undelivered: Option<CommitCertificate>,
     need_sync: bool,
+    /// The highest height a peer advertised in the last look at the peers.
+    best_advertised: Height,
     /// Since when a peer has worked on a height above our next one (so holds a block we lack)
     /// while our height stood still: (our height then, since when).
     lagging_since: Option<(Height, u64)>,
@@ -295,6 +297,7 @@ impl<L: Ledger> Core<L> {
             start_next_at: None,
             undelivered: None,
             need_sync: false,
+            best_advertised: Height(0),
             lagging_since: None,
             fetching: None,
             sync_backoff: HashMap::new(),
@@ -790,6 +793,7 @@ impl<L: Ledger> Core<L> {
     /// Asks a peer for blocks when peers are ahead: the most advanced peer that has not
     /// failed us lately. The answer comes back as [`Event::Fetched`].
     fn sync(&mut self, peers: &[(PeerId, Height)]) {
+        self.best_advertised = peers.iter().map(|(_, h)| *h).max().unwrap_or(Height(0));
         if self.fetching.is_some() {
             return;
         }
@@ -867,7 +871,9 @@ impl<L: Ledger> Core<L> {
         if applied > 0 {
             let height = self.ledger.height();
             tracing::info!(?height, applied, "synced");
-            self.need_sync = false;
+            // Still catching up while a peer is further on than one batch brought us (so
+            // `status` does not say caught up between batches).
+            self.need_sync = self.best_advertised.0 > height.0 + 2;
             self.start_next_at = None;
             self.machine = Machine::new(self.me, self.validators.clone());
             self.log.clear();
