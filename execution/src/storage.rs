@@ -139,12 +139,12 @@ impl SledStorage {
     /// Opens (or creates) the database at `path`. A new database holds `genesis` at height 0;
     /// an existing one keeps what it holds and `genesis` is ignored.
     pub fn open(path: &Path, genesis: &MemoryState) -> Result<Self, StorageError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             // Commits flush explicitly; the background flush only bounds what a crash between
             // commits could lose, which is nothing that was acknowledged.
-            .flush_every_ms(Some(1_000))
-            .open()?;
+            .flush_every_ms(Some(1_000));
+        let db = open_locked(&config)?;
         let tree = db.open_tree("state")?;
         let mut storage = SledStorage {
             db,
@@ -260,6 +260,28 @@ impl SledStorage {
                 decode_pair(&key, &value)
             })
             .collect()
+    }
+}
+
+/// How long opening waits for the database's file lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens the database, waiting up to [`LOCK_WAIT`] for its file lock: a database closed a moment
+/// ago in this process stays locked until sled's background flusher lets go of it. A lock held
+/// by another process is still an error, once the wait is over.
+fn open_locked(config: &sled::Config) -> Result<sled::Db, StorageError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            // sled 0.34 reports a held lock as an `Other` IO error with this message.
+            Err(sled::Error::Io(error))
+                if error.to_string().starts_with("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            result => return Ok(result?),
+        }
     }
 }
 
