@@ -801,105 +801,67 @@ struct Timestamp {
     nanos: u32,
 }
 
-const YEAR_MIN: u64 = 1970;
-const YEAR_MAX: u64 = 9999;
-
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction]Z` with 1 to 9 fraction digits.
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction]Z` with 1 to 9 fraction digits, from 1970 on. The
+/// shape is checked here (a genesis has one spelling: no offsets, no lower-case `t`/`z`, no
+/// leap second); the date and time by jiff.
 fn parse_rfc3339(text: &str) -> Result<Timestamp, &'static str> {
     const SHAPE: &str = "not shaped like YYYY-MM-DDTHH:MM:SS[.fraction]Z";
     let bytes = text.as_bytes();
-    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    let digits = |from: usize, to: usize| bytes[from..to].iter().all(u8::is_ascii_digit);
+    let fraction = match bytes.get(19..bytes.len().saturating_sub(1)) {
+        Some([]) => true,
+        Some([b'.', rest @ ..]) => {
+            (1..=9).contains(&rest.len()) && rest.iter().all(u8::is_ascii_digit)
+        }
+        _ => false,
+    };
     if bytes.len() < 20
         || bytes.last() != Some(&b'Z')
-        || separators.iter().any(|&(at, byte)| bytes[at] != byte)
+        || [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')]
+            .iter()
+            .any(|&(at, byte)| bytes[at] != byte)
+        || ![(0, 4), (5, 7), (8, 10), (11, 13), (14, 16), (17, 19)]
+            .iter()
+            .all(|&(from, to)| digits(from, to))
+        || !fraction
     {
         return Err(SHAPE);
     }
-    let number = |from: usize, to: usize| -> Result<u64, &'static str> {
-        let digits = &bytes[from..to];
-        if !digits.iter().all(u8::is_ascii_digit) {
-            return Err(SHAPE);
-        }
-        Ok(digits
-            .iter()
-            .fold(0, |n, digit| n * 10 + u64::from(digit - b'0')))
-    };
-    let (year, month, day) = (number(0, 4)?, number(5, 7)?, number(8, 10)?);
-    let (hour, minute, second) = (number(11, 13)?, number(14, 16)?, number(17, 19)?);
-    let nanos = match &bytes[19..bytes.len() - 1] {
-        [] => 0,
-        [b'.', fraction @ ..] if (1..=9).contains(&fraction.len()) => {
-            let digits = number(20, 20 + fraction.len())?;
-            digits * 10u64.pow(9 - fraction.len() as u32)
-        }
-        _ => return Err(SHAPE),
-    };
-    if !(YEAR_MIN..=YEAR_MAX).contains(&year) {
-        return Err("the year must be 1970 to 9999");
-    }
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
-        return Err("no such date");
-    }
-    if hour > 23 || minute > 59 || second > 59 {
+    if &text[17..19] > "59" {
         return Err("no such time of day");
     }
-    let days = days_from_civil(year, month, day);
+    if &text[..4] < "1970" {
+        return Err("the year must be 1970 to 9999");
+    }
+    // A civil date-time in UTC: jiff's timestamps stop a day short of 9999-12-31.
+    let civil: jiff::civil::DateTime = text[..text.len() - 1]
+        .parse()
+        .map_err(|_| "no such date or time of day")?;
+    let since = civil.duration_since(UNIX_EPOCH_CIVIL);
     Ok(Timestamp {
-        seconds: days * 86_400 + hour * 3_600 + minute * 60 + second,
-        nanos: nanos as u32,
+        seconds: u64::try_from(since.as_secs()).map_err(|_| "the year must be 1970 to 9999")?,
+        nanos: since.subsec_nanos().unsigned_abs(),
     })
 }
 
-fn days_in_month(year: u64, month: u64) -> u64 {
-    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
-    match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date from 1970 on (Howard Hinnant's
-/// `days_from_civil`, with eras of 400 years starting in March).
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year / 400;
-    let year_of_era = year - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The inverse of [`days_from_civil`]: (year, month, day).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let days = days + 719_468;
-    let era = days / 146_097;
-    let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
 /// Unix milliseconds as RFC 3339 UTC: whole seconds bare, otherwise with 3 fraction digits.
+/// Past 9999-12-31T23:59:59.999Z, a text that validation refuses.
 fn format_rfc3339_ms(unix_ms: u64) -> String {
-    let seconds = unix_ms / 1_000;
-    let (year, month, day) = civil_from_days(seconds / 86_400);
-    let in_day = seconds % 86_400;
-    let (hour, minute, second) = (in_day / 3_600, in_day % 3_600 / 60, in_day % 60);
-    let date = format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}");
-    match unix_ms % 1_000 {
-        0 => format!("{date}Z"),
-        millis => format!("{date}.{millis:03}Z"),
-    }
+    let Some(time) = i64::try_from(unix_ms).ok().and_then(|ms| {
+        UNIX_EPOCH_CIVIL
+            .checked_add(jiff::SignedDuration::from_millis(ms))
+            .ok()
+    }) else {
+        // Not a time validation accepts, and it says why.
+        return format!("{unix_ms} ms is after 9999-12-31T23:59:59.999Z");
+    };
+    let format = if unix_ms.is_multiple_of(1_000) {
+        "%Y-%m-%dT%H:%M:%SZ"
+    } else {
+        "%Y-%m-%dT%H:%M:%S%.3fZ"
+    };
+    time.strftime(format).to_string()
 }
+
+/// 1970-01-01T00:00:00, UTC's civil time at the unix epoch.
+const UNIX_EPOCH_CIVIL: jiff::civil::DateTime = jiff::civil::datetime(1970, 1, 1, 0, 0, 0, 0);

@@ -28,8 +28,8 @@ pub use net::snapshot::{
     SNAPSHOTS_LISTED_MAX,
 };
 pub use net::{
-    BlockCheck, BlockSource, GossipConfig, GossipEvent, GossipHandle, Hooks, Limits, NetError,
-    PeerInfo, SnapshotInfo, SnapshotRequest, SnapshotResponse, SnapshotSource, SyncBlock,
+    BlockCheck, BlockSource, Endpoint, GossipConfig, GossipEvent, GossipHandle, Hooks, Limits,
+    NetError, PeerInfo, SnapshotInfo, SnapshotRequest, SnapshotResponse, SnapshotSource, SyncBlock,
     SyncError, TxValidator, TxVerdict, spawn,
 };
 pub use overlay::{Overlay, OverlayError, generate};

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
-use weft_consensus::{Evidence, Height, Round};
+use weft_consensus::{Evidence, Height, Round, SignedVote};
 use weft_execution::TxHash;
 use weft_gossip::GossipHandle;
 
+use crate::block::SealedBlock;
 use crate::chain::Chain;
 use crate::config::Config;
 use crate::mempool::Mempool;
@@ -23,7 +24,13 @@ pub enum NodeEvent {
         time_ms: u64,
         /// Each tx's hash and result code (0 is success), in block order.
         txs: Arc<Vec<(TxHash, u8)>>,
+        /// The block itself (cheap to clone: its parts are shared).
+        block: SealedBlock,
     },
+    /// Consensus moved to a new height or round.
+    NewRound { height: Height, round: Round },
+    /// A vote this node signed and sent.
+    Vote(SignedVote),
 }
 
 /// Events waiting per subscriber; a slower one misses the oldest.

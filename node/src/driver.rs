@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
-use weft_gossip::{GossipEvent, SyncBlock, SyncError};
+use weft_gossip::{GossipEvent, Message, SyncBlock, SyncError};
 
 use crate::context::{EVIDENCE_KEPT_MAX, NodeContext, NodeEvent};
 use crate::crashpoint;
@@ -177,7 +177,12 @@ impl Driver {
                     self.guard.persist(&record)?;
                 }
             }
-            Command::Publish(message) => self.ctx.gossip.publish(message),
+            Command::Publish(message) => {
+                if let Message::Vote(vote) = &message {
+                    let _ = self.ctx.events.send(NodeEvent::Vote(*vote));
+                }
+                self.ctx.gossip.publish(message);
+            }
             Command::Signed(line) => crashpoint::audit_signature(|| line),
             Command::Advertise(height, round) => self.ctx.gossip.advertise(height, round),
             Command::RequestBlocks { peer, from, count } => {
@@ -197,11 +202,18 @@ impl Driver {
                 round,
                 catching_up,
             } => {
-                let mut status = self.ctx.consensus.lock();
-                status.height = height;
-                status.round = round;
-                status.catching_up = catching_up;
+                let moved = {
+                    let mut status = self.ctx.consensus.lock();
+                    let moved = (status.height, status.round) != (height, round);
+                    status.height = height;
+                    status.round = round;
+                    status.catching_up = catching_up;
+                    moved
+                };
                 self.ctx.metrics.consensus_rounds.set(i64::from(round.0));
+                if moved && !catching_up {
+                    let _ = self.ctx.events.send(NodeEvent::NewRound { height, round });
+                }
             }
             Command::Committed(committed) => self.on_committed(&committed),
             Command::Evidence(evidence) => {
@@ -320,6 +332,7 @@ impl Driver {
             hash: committed.block.hash.0,
             time_ms: block.header.time_ms,
             txs: Arc::new(txs),
+            block: committed.block.clone(),
         });
     }
 

@@ -261,6 +261,17 @@ impl Mempool {
         verdicts.remove(0)
     }
 
+    /// The verdict [`Mempool::check`] would give `tx` now, signature included, without admitting
+    /// it (RPC's `check_tx`). Returns the tx's hash when it would be admitted.
+    pub fn check_only(&self, tx: &[u8], state: &dyn StateView) -> Result<TxHash, AdmitError> {
+        let mut batch = Batch::default();
+        let hash = self.screen(0, tx, state, &mut batch)?;
+        for (_, signature) in verify_candidates(batch.candidates) {
+            signature.map_err(AdmitError::BadSignature)?;
+        }
+        Ok(hash)
+    }
+
     /// The first pass over one tx: everything but the signature. A survivor joins `batch` and
     /// gets a provisional `Ok`, replaced once its signature is known.
     fn screen(

@@ -34,6 +34,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::watch;
 use weft_genesis::read_key_file;
 use weft_node::config::Home;
+use weft_node::rpc::api::encoding::address_of;
 
 use crate::ceremony::VALIDATOR_POWER;
 use crate::client::{BlockSummary, NodeClient};
@@ -256,6 +257,8 @@ pub async fn chaos(args: &ChaosArgs) -> Result<ChaosReport, String> {
     let target_key = read_key_file(&Home::new(&manifest.nodes[target].home).validator_key())
         .map_err(|e| e.to_string())?;
     let target_hex = hex::encode(target_key.public());
+    // A certificate names its signers by CometBFT address.
+    let target_address = hex::encode_upper(address_of(&target_key.public()).0);
     let clients: Vec<NodeClient> = manifest
         .nodes
         .iter()
@@ -296,7 +299,7 @@ pub async fn chaos(args: &ChaosArgs) -> Result<ChaosReport, String> {
             println!("   {out}\n   {back}");
             report
                 .violations
-                .extend(check_churn(&clients, target, &target_hex, &out, &back).await?);
+                .extend(check_churn(&clients, target, &target_address, &out, &back).await?);
         }
         let healed = Instant::now();
         println!("   healed at height {before}");
@@ -373,7 +376,7 @@ pub async fn chaos(args: &ChaosArgs) -> Result<ChaosReport, String> {
 async fn check_churn(
     clients: &[NodeClient],
     target: usize,
-    target_hex: &str,
+    target_address: &str,
     out: &Change,
     back: &Change,
 ) -> Result<Vec<Violation>, String> {
@@ -381,7 +384,7 @@ async fn check_churn(
     let mut violations = Vec::new();
     for height in out.effective_at..back.effective_at {
         let block = other.block(height + 1).await.map_err(|e| e.to_string())?;
-        if block.signers.iter().any(|s| s == target_hex) {
+        if block.signers.iter().any(|s| s == target_address) {
             violations.push(Violation {
                 invariant: "validator set",
                 detail: format!(
@@ -395,7 +398,9 @@ async fn check_churn(
     let signs_again = wait_for(REJOIN_WITHIN, || async {
         let top = other.height().await.unwrap_or(0);
         match other.block(top).await {
-            Ok(block) => top > back.effective_at && block.signers.iter().any(|s| s == target_hex),
+            Ok(block) => {
+                top > back.effective_at && block.signers.iter().any(|s| s == target_address)
+            }
             Err(_) => false,
         }
     })

@@ -88,8 +88,9 @@ impl NodeEntry {
         format!("http://{}:{}", self.host, self.rpc_port)
     }
 
-    pub fn ws_url(&self) -> String {
-        format!("ws://{}:{}/websocket", self.host, self.rpc_port)
+    /// `host:port` of the RPC, where [`weft_node::rpc::EventStream`] connects.
+    pub fn rpc_address(&self) -> String {
+        format!("{}:{}", self.host, self.rpc_port)
     }
 
     pub fn metrics_url(&self) -> String {

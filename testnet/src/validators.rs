@@ -8,12 +8,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use jsonrpsee::core::params::ObjectParams;
-use serde_json::Value;
 use weft_execution::tx::ValidatorKey;
 use weft_execution::{ChainId, Payload, Transaction};
 use weft_genesis::read_key_file;
 use weft_node::config::Home;
+use weft_node::rpc::RpcClient;
+use weft_node::rpc::api::TxText;
 
 use crate::ceremony::{self, Member, VALIDATOR_POWER};
 use crate::client::NodeClient;
@@ -87,25 +87,6 @@ fn validator_key(node: &NodeEntry) -> Result<[u8; 32], String> {
         .map_err(|e| e.to_string())
 }
 
-/// The power `key` has in the set of `height` (0 when it is not in it).
-async fn power_at(client: &NodeClient, height: u64, key: &str) -> Result<u64, String> {
-    let mut params = ObjectParams::new();
-    params
-        .insert("height", height)
-        .expect("a number serialises");
-    let answer = client
-        .call("validators", params)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(answer["validators"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|v| v["pub_key"].as_str() == Some(key))
-        .and_then(|v| v["voting_power"].as_u64())
-        .unwrap_or(0))
-}
-
 /// Sends the authority's update setting `key` (node `name`'s) to `power` through `client`, and
 /// waits until it is in effect.
 pub async fn update(
@@ -117,7 +98,7 @@ pub async fn update(
 ) -> Result<Change, String> {
     let authority = authority_key();
     let nonce = client
-        .nonce(&hex::encode(authority.public()))
+        .nonce(authority.public())
         .await
         .map_err(|e| e.to_string())?;
     let chain_id = ChainId::new(&manifest.chain_id).map_err(|e| e.to_string())?;
@@ -128,32 +109,34 @@ pub async fn update(
         nonce,
         Payload::ValidatorUpdate { validator, power },
     );
-    let mut params = ObjectParams::new();
-    params
-        .insert("tx", hex::encode(tx.encode()))
-        .expect("a string serialises");
-    let result: Value = client
-        .call("broadcast_tx_commit", params)
+    let tx = TxText::from(tx.encode());
+    let result = client
+        .call("broadcast_tx_commit", |c| c.broadcast_tx_commit(tx.clone()))
         .await
         .map_err(|e| e.to_string())?;
-    let code = result["tx_result"]["code"].as_u64();
-    if code != Some(0) {
+    // A tx the mempool refused has an empty (code 0) `tx_result`: both verdicts count.
+    let refusal = if result.check_tx.code != 0 {
+        Some((result.check_tx.code, &result.check_tx.log))
+    } else if result.tx_result.code != 0 {
+        Some((result.tx_result.code, &result.tx_result.log))
+    } else {
+        None
+    };
+    if let Some((code, log)) = refusal {
         return Err(format!(
-            "the validator update for {name} was refused: {}",
-            result["tx_result"]["log"]
-                .as_str()
-                .map_or_else(|| result.to_string(), str::to_owned)
+            "the validator update for {name} was refused: code {code} ({log})"
         ));
     }
-    let committed_at = result["height"]
-        .as_u64()
-        .ok_or_else(|| format!("no height in {result}"))?;
+    let committed_at = result.height.0;
     let effective_at = committed_at + 2;
-    let key_hex = hex::encode(key);
     let deadline = Instant::now() + WAIT;
     loop {
         if client.height().await.unwrap_or(0) >= effective_at
-            && power_at(client, effective_at, &key_hex).await? == power
+            && client
+                .power_at(effective_at, key)
+                .await
+                .map_err(|e| e.to_string())?
+                == power
         {
             return Ok(Change {
                 node: name.to_owned(),

@@ -258,6 +258,17 @@ pub struct PeerInfo {
     pub peer: PeerId,
     pub height: Height,
     pub round: Round,
+    /// Where the connection goes, who dialled, and since when.
+    pub endpoint: Endpoint,
+}
+
+/// A peer's connection: its IP address (when the address has one), whether this node dialled
+/// it, and when it connected (milliseconds since the gossip task started).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Endpoint {
+    pub remote_ip: Option<std::net::IpAddr>,
+    pub outbound: bool,
+    pub since_ms: u64,
 }
 
 enum Command {
@@ -285,6 +296,7 @@ struct PeerEntry {
     /// `Shared::now_ms() + 1`; 0 while it is not writing. The swarm task reads it to find
     /// slow readers.
     writing_since: Arc<AtomicU64>,
+    endpoint: Endpoint,
 }
 
 struct State {
@@ -553,6 +565,7 @@ impl GossipHandle {
                     peer: *peer,
                     height,
                     round,
+                    endpoint: entry.endpoint,
                 }
             })
             .collect();
@@ -615,6 +628,11 @@ impl GossipHandle {
     /// Whether [`set_isolated`](Self::set_isolated) last cut the node off.
     pub fn is_isolated(&self) -> bool {
         self.shared.isolated.load(Ordering::Acquire)
+    }
+
+    /// Milliseconds since the gossip task started: the clock of [`Endpoint::since_ms`].
+    pub fn now_ms(&self) -> u64 {
+        self.shared.now_ms()
     }
 
     /// Stops the swarm and every stream task.

@@ -27,8 +27,8 @@ use super::snapshot::{SNAPSHOT_PROTOCOL, SnapshotCodec, SnapshotRequest, Snapsho
 use super::sync::{SYNC_PROTOCOL, SYNC_RESPONSE_BYTES_MAX, SyncCodec, SyncRequest, SyncResponse};
 use super::txs::{TX_BATCH_BYTES_MAX, TxVerdict, batch_cost, decode_batch, encode_batch};
 use super::{
-    Command, GossipConfig, GossipEvent, GossipHandle, Hooks, Limits, NetError, PeerEntry, Shared,
-    State, SyncBlock, SyncError,
+    Command, Endpoint, GossipConfig, GossipEvent, GossipHandle, Hooks, Limits, NetError, PeerEntry,
+    Shared, State, SyncBlock, SyncError,
 };
 use crate::metrics::GossipMetrics;
 use crate::score::{Offence, Scores};
@@ -130,6 +130,8 @@ struct Task {
     network: NetworkId,
     /// Connected peers that showed they belong to this network.
     confirmed: HashSet<PeerId>,
+    /// Where each connected peer is and who dialled, for `PeerInfo`.
+    endpoints: HashMap<PeerId, Endpoint>,
     /// Connected peers that have not yet (bounded by the connection limit).
     unconfirmed: HashMap<PeerId, Unconfirmed>,
     /// Peers of another network, refused, to be disconnected and banned at the deadline
@@ -258,6 +260,7 @@ pub(super) async fn spawn(
         network,
         confirmed: HashSet::new(),
         unconfirmed: HashMap::new(),
+        endpoints: HashMap::new(),
         foreign: HashMap::new(),
     };
     tokio::spawn(async move {
@@ -403,7 +406,25 @@ impl Task {
                 // Let through before the flag was raised, reported after it.
                 let _ = self.swarm.disconnect_peer_id(peer_id);
             }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                let remote_ip = endpoint
+                    .get_remote_address()
+                    .iter()
+                    .find_map(|part| match part {
+                        Protocol::Ip4(ip) => Some(std::net::IpAddr::V4(ip)),
+                        Protocol::Ip6(ip) => Some(std::net::IpAddr::V6(ip)),
+                        _ => None,
+                    });
+                self.endpoints.insert(
+                    peer_id,
+                    Endpoint {
+                        remote_ip,
+                        outbound: endpoint.is_dialer(),
+                        since_ms: self.shared.now_ms(),
+                    },
+                );
                 if let Some(entry) = self.static_peers.get_mut(&peer_id) {
                     entry.backoff = self.limits.redial_min;
                     entry.next_dial = None;
@@ -426,6 +447,7 @@ impl Task {
                 self.confirmed.remove(&peer_id);
                 self.unconfirmed.remove(&peer_id);
                 self.foreign.remove(&peer_id);
+                self.endpoints.remove(&peer_id);
                 self.remove_peer(&peer_id);
                 self.schedule_redial(&peer_id);
             }
@@ -493,6 +515,7 @@ impl Task {
                 writer,
                 readers: 0,
                 writing_since,
+                endpoint: self.endpoints.get(&peer).copied().unwrap_or_default(),
             },
         );
         self.shared.metrics.peers.set(state.peers.len() as i64);

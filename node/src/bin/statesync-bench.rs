@@ -22,14 +22,13 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use ed25519_dalek::SigningKey;
-use jsonrpsee::core::client::ClientT;
-use jsonrpsee::core::params::ObjectParams;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use serde_json::{Value, json};
 use weft_genesis::{ConsensusParams, Genesis, read_key_file};
 use weft_node::cli::{InitArgs, init};
 use weft_node::config::{Config, Home};
 use weft_node::fixture::{copy_dir, dir_size, now_ms};
+use weft_node::rpc::RpcClient;
 
 const CHAIN: &str = "weft-statesync-bench";
 
@@ -135,11 +134,8 @@ impl Node {
 
     /// Height and whether the node says it is catching up.
     async fn status(&self) -> Option<(u64, bool)> {
-        let status: Value = self.rpc.request("status", ObjectParams::new()).await.ok()?;
-        let height = status["sync_info"]["latest_block_height"]
-            .as_str()
-            .and_then(|s| s.parse().ok())?;
-        Some((height, status["sync_info"]["catching_up"] == json!(true)))
+        let sync = self.rpc.status().await.ok()?.sync_info;
+        Some((sync.latest_block_height.0, sync.catching_up))
     }
 
     fn chain_dir(&self) -> PathBuf {

@@ -1,7 +1,13 @@
-//! `weft status` and `weft tx`: clients over JSON-RPC, reading replies as plain JSON; txs are
-//! signed here, never on the node.
+//! `weft status` and `weft tx`: clients of the node's typed RPC ([`RpcClient`], CometBFT's
+//! shapes); txs are signed here, never on the node.
+
+use jsonrpsee::core::ClientError;
 
 use super::*;
+use crate::rpc::RpcClient;
+use crate::rpc::api::encoding::Hash;
+use crate::rpc::api::types::{BroadcastCommitResult, BroadcastResult, StatusResult};
+use crate::rpc::api::{HashParam, TxText};
 
 pub(super) fn block_on_client<T>(
     future: impl Future<Output = Result<T, CliError>>,
@@ -13,7 +19,7 @@ pub(super) fn block_on_client<T>(
         .block_on(future)
 }
 
-/// A JSON-RPC client that names its URL and method in every error.
+/// An RPC client that names its URL and method in every error.
 pub(super) struct Rpc {
     url: String,
     client: HttpClient,
@@ -44,21 +50,31 @@ impl Rpc {
         }
     }
 
-    async fn call(
+    /// Awaits one call of `method`, naming it and the node's reason in any error.
+    async fn ask<T>(
         &self,
         method: &'static str,
-        params: &[(&str, Value)],
-    ) -> Result<Value, CliError> {
-        let mut object = ObjectParams::new();
-        for (name, value) in params {
-            object
-                .insert(name, value)
-                .map_err(|e| self.error(method, e))?;
-        }
-        self.client
-            .request(method, object)
-            .await
-            .map_err(|e| self.error(method, error_chain(&e)))
+        call: impl Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, CliError> {
+        call.await.map_err(|e| self.error(method, describe(&e)))
+    }
+}
+
+/// A failed call in words: for a refusal, its message, code and the reason the node gives in
+/// `data` (CometBFT's "Internal error" says nothing without it); otherwise the transport error
+/// with its causes.
+pub(super) fn describe(error: &ClientError) -> String {
+    let ClientError::Call(refusal) = error else {
+        return error_chain(error);
+    };
+    let head = format!("{} ({})", refusal.message(), refusal.code());
+    match refusal.data() {
+        // The reason is a JSON string; anything else is shown as the JSON it is.
+        Some(data) => match serde_json::from_str::<String>(data.get()) {
+            Ok(reason) => format!("{head}: {reason}"),
+            Err(_) => format!("{head}: {}", data.get()),
+        },
+        None => head,
     }
 }
 
@@ -78,70 +94,74 @@ pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Reads a number the server may send as a JSON number or, CometBFT style, as a string.
-pub(super) fn json_u64(value: &Value) -> Option<u64> {
-    match value {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
-pub(super) fn json_text(value: &Value) -> String {
-    match value {
-        Value::Null => "?".to_owned(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 pub(super) async fn status(args: &StatusArgs) -> Result<(), CliError> {
     let rpc = Rpc::connect(&args.rpc)?;
-    let status = rpc.call("status", &[]).await?;
+    let status = rpc.ask("status", rpc.client.status()).await?;
     if args.json {
         let text = serde_json::to_string_pretty(&status).map_err(|e| rpc.error("status", e))?;
         println!("{text}");
         return Ok(());
     }
     // Peers are a nicety: a node without `net_info` still shows its status.
-    let peers = rpc
-        .call("net_info", &[])
-        .await
-        .ok()
-        .and_then(|info| json_u64(&info["n_peers"]));
+    let peers = rpc.client.net_info().await.ok().map(|info| info.n_peers.0);
     print!("{}", status_summary(&status, peers));
     Ok(())
 }
 
-pub(super) fn status_summary(status: &Value, peers: Option<u64>) -> String {
-    let node = &status["node_info"];
-    let sync = &status["sync_info"];
+pub(super) fn status_summary(status: &StatusResult, peers: Option<u64>) -> String {
+    let node = &status.node_info;
+    let sync = &status.sync_info;
     let peers = peers.map_or_else(|| "?".to_owned(), |n| n.to_string());
     format!(
         "moniker:     {}\nchain id:    {}\nnode id:     {}\nheight:      {}\nblock hash:  {}\n\
          block time:  {}\ncatching up: {}\npeers:       {peers}\n",
-        json_text(&node["moniker"]),
-        json_text(&node["network"]),
-        json_text(&node["id"]),
-        json_text(&sync["latest_block_height"]),
-        json_text(&sync["latest_block_hash"]),
-        json_text(&sync["latest_block_time_ms"]),
-        json_text(&sync["catching_up"]),
+        node.moniker,
+        node.network,
+        node.id,
+        sync.latest_block_height,
+        sync.latest_block_hash,
+        sync.latest_block_time,
+        sync.catching_up,
     )
 }
 
 /// A tx's fate as the node reported it.
 #[derive(Debug, PartialEq)]
 pub struct TxOutcome {
+    /// Upper-case hex, as the node writes it.
     pub hash: String,
     pub height: Option<u64>,
     /// The mempool check's code and log.
-    pub check: (u64, String),
+    pub check: (u32, String),
     /// The execution result's code and log; absent for `--async` or when the check failed.
-    pub result: Option<(u64, String)>,
+    pub result: Option<(u32, String)>,
 }
 
 impl TxOutcome {
+    /// From `broadcast_tx_commit`'s result. The node leaves `tx_result` empty (code 0) when
+    /// the check refused the tx, so it counts only after a passed check. `local_hash` stands
+    /// in when the reply carries no hash.
+    pub fn committed(reply: BroadcastCommitResult, local_hash: [u8; 32]) -> TxOutcome {
+        let check = (reply.check_tx.code, reply.check_tx.log);
+        let result = (check.0 == 0).then_some((reply.tx_result.code, reply.tx_result.log));
+        TxOutcome {
+            hash: hash_text(reply.hash, local_hash),
+            height: Some(reply.height.0).filter(|h| *h > 0),
+            check,
+            result,
+        }
+    }
+
+    /// From `broadcast_tx_sync`'s result: the check only.
+    pub fn checked(reply: BroadcastResult, local_hash: [u8; 32]) -> TxOutcome {
+        TxOutcome {
+            hash: hash_text(reply.hash, local_hash),
+            height: None,
+            check: (reply.code, reply.log),
+            result: None,
+        }
+    }
+
     /// An error naming the stage that failed, if one did.
     pub fn check(&self) -> Result<(), CliError> {
         let stages = [
@@ -162,6 +182,10 @@ impl TxOutcome {
     }
 }
 
+fn hash_text(hash: Hash, local_hash: [u8; 32]) -> String {
+    hex::encode_upper(hash.0.unwrap_or(local_hash))
+}
+
 impl fmt::Display for TxOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "hash:      {}", self.hash)?;
@@ -174,38 +198,6 @@ impl fmt::Display for TxOutcome {
         }
         Ok(())
     }
-}
-
-pub(super) fn code_and_log(value: &Value) -> Option<(u64, String)> {
-    let code = json_u64(&value["code"])?;
-    let log = value["log"].as_str().unwrap_or_default().to_owned();
-    Some((code, log))
-}
-
-/// Reads a `broadcast_tx_commit` (`commit`) or `broadcast_tx_sync` result; `local_hash` stands
-/// in when the reply carries none.
-pub(super) fn parse_tx_reply(
-    reply: &Value,
-    commit: bool,
-    local_hash: &str,
-) -> Result<TxOutcome, String> {
-    let hash = reply["hash"].as_str().unwrap_or(local_hash).to_owned();
-    let (check, result) = if commit {
-        let check = code_and_log(&reply["check_tx"]).ok_or("the reply has no check_tx.code")?;
-        (check, code_and_log(&reply["tx_result"]))
-    } else {
-        (code_and_log(reply).ok_or("the reply has no code")?, None)
-    };
-    if commit && check.0 == 0 && result.is_none() {
-        return Err("the reply has check_tx code 0 but no tx_result.code".into());
-    }
-    let height = json_u64(&reply["height"]).filter(|h| *h > 0);
-    Ok(TxOutcome {
-        hash,
-        height,
-        check,
-        result,
-    })
 }
 
 pub(super) async fn tx(command: &TxCommand) -> Result<TxOutcome, CliError> {
@@ -247,33 +239,30 @@ pub(super) async fn tx(command: &TxCommand) -> Result<TxOutcome, CliError> {
         Some(id) => id.clone(),
         None => remote_chain_id(&rpc).await?,
     };
-    let address = hex::encode(key.public());
     let account = rpc
-        .call("account", &[("address", Value::String(address.clone()))])
+        .ask("account", rpc.client.account(HashParam(key.public())))
         .await?;
-    let nonce = json_u64(&account["nonce"])
-        .ok_or_else(|| rpc.error("account", format!("no nonce for {address}: {account}")))?;
-
-    let tx = Transaction::sign(chain_id, &key.signing_key(), nonce, payload);
-    let local_hash = hex::encode(tx.hash().0);
-    let method = if common.no_wait {
-        "broadcast_tx_sync"
-    } else {
-        "broadcast_tx_commit"
-    };
+    let tx = Transaction::sign(chain_id, &key.signing_key(), account.nonce.0, payload);
+    let (bytes, local_hash) = (TxText::from(tx.encode()), tx.hash().0);
+    if common.no_wait {
+        let reply = rpc
+            .ask("broadcast_tx_sync", rpc.client.broadcast_tx_sync(bytes))
+            .await?;
+        return Ok(TxOutcome::checked(reply, local_hash));
+    }
     let reply = rpc
-        .call(method, &[("tx", Value::String(hex::encode(tx.encode())))])
+        .ask("broadcast_tx_commit", rpc.client.broadcast_tx_commit(bytes))
         .await?;
-    parse_tx_reply(&reply, !common.no_wait, &local_hash).map_err(|e| rpc.error(method, e))
+    Ok(TxOutcome::committed(reply, local_hash))
 }
 
 pub(super) async fn remote_chain_id(rpc: &Rpc) -> Result<ChainId, CliError> {
-    let status = rpc.call("status", &[]).await?;
-    let network = status["node_info"]["network"].as_str().ok_or_else(|| {
+    let status = rpc.ask("status", rpc.client.status()).await?;
+    let network = status.node_info.network;
+    ChainId::new(&network).map_err(|e| {
         rpc.error(
             "status",
-            "the reply has no node_info.network; pass --chain-id",
+            format!("chain id {network:?}: {e}; pass --chain-id"),
         )
-    })?;
-    ChainId::new(network).map_err(|e| rpc.error("status", format!("chain id {network:?}: {e}")))
+    })
 }

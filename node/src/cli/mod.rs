@@ -5,18 +5,15 @@
 //! and the arguments, errors and dispatch here. Each command is a function returning
 //! `Result<_, CliError>`; `main.rs` only parses and prints.
 //! Every error names the file, flag or address at fault, and bad input never panics.
-//! `status` and `tx` are clients over JSON-RPC and read results as plain JSON, so they do not
-//! depend on the server's types; transactions are signed here, never on the node.
+//! `status` and `tx` are clients of the node's typed RPC (`crate::rpc::RpcClient`), which reads
+//! CometBFT's shapes; transactions are signed here, never on the node.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
-use jsonrpsee::core::client::ClientT;
-use jsonrpsee::core::params::ObjectParams;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
-use serde_json::Value;
 use thiserror::Error;
 use weft_execution::tx::ValidatorKey;
 use weft_execution::{Address, ChainId, Name, Payload, Transaction};
@@ -451,7 +448,7 @@ pub enum CliError {
     TxFailed {
         hash: String,
         stage: &'static str,
-        code: u64,
+        code: u32,
         log: String,
     },
 }

@@ -4,6 +4,10 @@ use serde_json::json;
 
 use super::*;
 use crate::config::{P2pConfig, RpcConfig};
+use crate::rpc::api::encoding::{Hash, HexBytes, Int};
+use crate::rpc::api::types::{
+    BroadcastCommitResult, BroadcastResult, CheckTxResult, ExecTxResult, StatusResult,
+};
 
 fn init_args(home: &Path, accounts: usize) -> InitArgs {
     InitArgs {
@@ -524,64 +528,83 @@ fn every_subcommand_parses() {
 
 #[test]
 fn tx_replies_are_read_and_judged() {
-    let ok = |code: u64, log: &str| (code, log.to_owned());
-    type Case = (Value, bool, Result<TxOutcome, ()>, bool);
-    let outcome = |height, check, result: Option<(u64, String)>| TxOutcome {
-        hash: "h".into(),
+    let ok = |code: u32, log: &str| (code, log.to_owned());
+    let (node_hash, local_hash) = ([0xab; 32], [0xcd; 32]);
+    let outcome = |hash: [u8; 32], height, check, result| TxOutcome {
+        hash: hex::encode_upper(hash),
         height,
         check,
         result,
     };
-    let cases: Vec<Case> = vec![
+    let check_tx = |code: u32, log: &str| CheckTxResult {
+        code,
+        log: log.into(),
+        ..CheckTxResult::default()
+    };
+    let tx_result = |code: u32, log: &str| ExecTxResult {
+        code,
+        log: log.into(),
+        ..ExecTxResult::default()
+    };
+    let commit = |check: CheckTxResult, result: ExecTxResult, height: u64| BroadcastCommitResult {
+        check_tx: check,
+        tx_result: result,
+        hash: Hash::some(node_hash),
+        height: Int(height),
+    };
+    // (reply, expected outcome, whether it passes)
+    let committed = [
         (
-            json!({"check_tx": {"code": 0, "log": ""}, "tx_result": {"code": 0, "log": "ok"},
-                   "hash": "h", "height": "12"}),
-            true,
-            Ok(outcome(Some(12), ok(0, ""), Some(ok(0, "ok")))),
+            commit(check_tx(0, ""), tx_result(0, "ok"), 12),
+            outcome(node_hash, Some(12), ok(0, ""), Some(ok(0, "ok"))),
             true,
         ),
         (
-            json!({"check_tx": {"code": 0}, "tx_result": {"code": 3, "log": "balance"},
-                   "hash": "h", "height": 4}),
-            true,
-            Ok(outcome(Some(4), ok(0, ""), Some(ok(3, "balance")))),
+            commit(check_tx(0, ""), tx_result(3, "balance"), 4),
+            outcome(node_hash, Some(4), ok(0, ""), Some(ok(3, "balance"))),
             false,
         ),
+        // A refused check: the node's empty tx_result (code 0) is no verdict.
         (
-            json!({"check_tx": {"code": 2, "log": "nonce"}, "hash": "h", "height": 0}),
-            true,
-            Ok(outcome(None, ok(2, "nonce"), None)),
+            commit(check_tx(5, "nonce"), ExecTxResult::default(), 0),
+            outcome(node_hash, None, ok(5, "nonce"), None),
             false,
         ),
-        (
-            json!({"code": 0, "log": "", "hash": "h"}),
-            false,
-            Ok(outcome(None, ok(0, ""), None)),
-            true,
-        ),
-        (
-            json!({"code": 0, "log": ""}),
-            false,
-            Ok(TxOutcome {
-                hash: "local".into(),
-                ..outcome(None, ok(0, ""), None)
-            }),
-            true,
-        ),
-        (
-            json!({"check_tx": {"code": 0}, "hash": "h"}),
-            true,
-            Err(()),
-            false,
-        ),
-        (json!({"hash": "h"}), false, Err(()), false),
     ];
-    for (reply, commit, expected, passes) in cases {
-        let got = parse_tx_reply(&reply, commit, "local").map_err(|_| ());
-        assert_eq!(got, expected, "{reply}");
-        if let Ok(outcome) = got {
-            assert_eq!(outcome.check().is_ok(), passes, "{reply}");
-        }
+    for (reply, expected, passes) in committed {
+        let got = TxOutcome::committed(reply.clone(), local_hash);
+        assert_eq!(got, expected, "{reply:?}");
+        assert_eq!(got.check().is_ok(), passes, "{reply:?}");
+    }
+    let sync = |code: u32, hash: Hash| BroadcastResult {
+        code,
+        data: HexBytes::default(),
+        log: String::new(),
+        codespace: String::new(),
+        hash,
+    };
+    let checked = [
+        (
+            sync(0, Hash::some(node_hash)),
+            outcome(node_hash, None, ok(0, ""), None),
+            true,
+        ),
+        // No hash in the reply: the one computed here stands in.
+        (
+            sync(0, Hash(None)),
+            outcome(local_hash, None, ok(0, ""), None),
+            true,
+        ),
+        (
+            sync(7, Hash::some(node_hash)),
+            outcome(node_hash, None, ok(7, ""), None),
+            false,
+        ),
+    ];
+    for (reply, expected, passes) in checked {
+        let got = TxOutcome::checked(reply.clone(), local_hash);
+        assert_eq!(got, expected, "{reply:?}");
+        assert_eq!(got.check().is_ok(), passes, "{reply:?}");
     }
 }
 
@@ -599,20 +622,81 @@ fn gossipsub_warnings_are_quiet_unless_asked_for() {
     }
 }
 
+/// A `status` answer as CometBFT v0.38 writes it, with Weft's `peer_id` and
+/// `listen_multiaddr`.
+fn status_answer() -> serde_json::Value {
+    json!({
+        "node_info": {
+            "protocol_version": {"p2p": "8", "block": "11", "app": "0"},
+            "id": "5576458aef205977e18fd50b274e9b5d9014525a",
+            "listen_addr": "tcp://127.0.0.1:26656",
+            "network": "weft-local",
+            "version": "0.38.0",
+            "channels": "40202122233038606100",
+            "moniker": "m",
+            "other": {"tx_index": "on", "rpc_address": "tcp://127.0.0.1:26657"},
+            "peer_id": "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA",
+            "listen_multiaddr": "/ip4/127.0.0.1/tcp/26656",
+        },
+        "sync_info": {
+            "latest_block_hash": "AB".repeat(32),
+            "latest_app_hash": "CD".repeat(32),
+            "latest_block_height": "7",
+            "latest_block_time": "2026-12-04T10:00:00.123Z",
+            "earliest_block_hash": "EF".repeat(32),
+            "earliest_app_hash": "",
+            "earliest_block_height": "1",
+            "earliest_block_time": "2026-12-04T09:00:00Z",
+            "catching_up": false,
+        },
+        "validator_info": {
+            "address": "5576458AEF205977E18FD50B274E9B5D9014525A",
+            "pub_key": {
+                "type": "tendermint/PubKeyEd25519",
+                "value": "VKTh6GLOdtp5Gm5CBkN7MwgYDKsiaezq/LsuWxx8BK4=",
+            },
+            "voting_power": "10",
+            "proposer_priority": "0",
+        },
+    })
+}
+
 #[test]
-fn status_summary_tolerates_missing_fields() {
-    let status = json!({
-        "node_info": {"network": "weft-local", "moniker": "m", "id": "12D3"},
-        "sync_info": {"latest_block_height": "7", "catching_up": false},
-    });
+fn status_summary_reads_cometbfts_status() {
+    let status: StatusResult = serde_json::from_value(status_answer()).unwrap();
     let text = status_summary(&status, Some(3));
     for part in [
-        "weft-local",
+        "chain id:    weft-local",
+        "node id:     5576458aef205977e18fd50b274e9b5d9014525a",
         "height:      7",
+        &format!("block hash:  {}", "AB".repeat(32)),
+        "block time:  2026-12-04T10:00:00.123Z",
         "catching up: false",
         "peers:       3",
     ] {
-        assert!(text.contains(part), "{text}");
+        assert!(text.contains(part), "{part}: {text}");
     }
-    assert!(status_summary(&json!(null), None).contains("height:      ?"));
+    assert!(status_summary(&status, None).contains("peers:       ?"));
+}
+
+#[test]
+fn a_refused_call_is_described_with_the_nodes_reason() {
+    use jsonrpsee::core::ClientError;
+    use jsonrpsee::types::ErrorObjectOwned;
+    let refused = ClientError::Call(ErrorObjectOwned::owned(
+        -32603,
+        "Internal error",
+        Some("height 99 must be less than or equal to the current blockchain height 12"),
+    ));
+    assert_eq!(
+        describe(&refused),
+        "Internal error (-32603): height 99 must be less than or equal to the current \
+         blockchain height 12"
+    );
+    let bare = ClientError::Call(ErrorObjectOwned::owned(
+        -32601,
+        "Method not found",
+        None::<()>,
+    ));
+    assert_eq!(describe(&bare), "Method not found (-32601)");
 }

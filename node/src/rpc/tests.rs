@@ -1,136 +1,54 @@
 use ed25519_dalek::SigningKey;
-use weft_consensus::{Proposal, Round, Signature, Signed, ValueId, Vote};
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use serde_json::Value;
+use weft_consensus::{Proposal, Round, Signature, Signed, Validator, ValueId, Vote};
 use weft_execution::{ChainId, MemoryState, Payload, propose};
 
+use super::api::encoding::{Base64, Hash};
+use super::api::{RpcClient as _, UnsafeRpcClient};
 use super::*;
 use crate::block::{Block, Body};
-
-fn code(error: &ErrorObjectOwned) -> i32 {
-    error.code()
-}
+use crate::context::EVENTS_MAX;
 
 #[test]
-fn hashes_must_be_64_hex_characters() {
-    let hex64 = "ab".repeat(32);
-    let cases: [(&str, Result<[u8; 32], &str>); 6] = [
-        (&hex64, Ok([0xab; 32])),
-        (&format!("0x{hex64}"), Ok([0xab; 32])),
-        (&hex64.to_uppercase(), Ok([0xab; 32])),
-        ("abcd", Err("hash must be 64 hex characters, got 4")),
-        (&"zz".repeat(32), Err("hash is not hex")),
-        ("", Err("hash must be 64 hex characters, got 0")),
-    ];
-    for (text, expected) in cases {
-        match (parse_hash32("hash", text), expected) {
-            (Ok(got), Ok(want)) => assert_eq!(got, want, "{text}"),
-            (Err(got), Err(want)) => assert!(got.starts_with(want), "{text}: {got}"),
-            (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
-        }
-    }
-}
-
-#[test]
-fn txs_decode_from_hex_or_base64() {
-    let cases: [(&str, Result<&[u8], &str>); 9] = [
-        ("00ff10", Ok(&[0x00, 0xff, 0x10])),
-        ("0x00FF10", Ok(&[0x00, 0xff, 0x10])),
-        ("AP8Q", Ok(&[0x00, 0xff, 0x10])),
-        ("aGVsbG8=", Ok(b"hello")),
-        ("aGVsbG8", Ok(b"hello")),
-        ("+/8=", Ok(&[0xfb, 0xff])),
-        ("", Err("tx is empty")),
-        ("0x0g", Err("tx is not hex")),
-        ("aGV$", Err("tx is neither hex nor base64")),
-    ];
-    for (text, expected) in cases {
-        match (decode_tx_text(text), expected) {
-            (Ok(got), Ok(want)) => assert_eq!(got, want, "{text}"),
-            (Err(got), Err(want)) => assert!(got.starts_with(want), "{text}: {got}"),
-            (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
-        }
-    }
-    assert!(decode_base64("a").is_err(), "a lone sextet is no byte");
-    assert!(decode_base64("aa===").is_err(), "three pads");
-}
-
-#[test]
-fn params_by_name_or_position_numbers_or_strings() {
-    let cases: [(Option<&str>, Option<u64>); 8] = [
-        (None, None),
-        (Some("{}"), None),
-        (Some("[]"), None),
-        (Some(r#"{"height":5}"#), Some(5)),
-        (Some(r#"{"height":"7"}"#), Some(7)),
-        (Some(r#"{"height":null}"#), None),
-        (Some("[9]"), Some(9)),
-        (Some(r#"{"height":3,"prove":true}"#), Some(3)),
-    ];
-    for (raw, expected) in cases {
-        let got: HeightParams = parse_params(raw).unwrap();
-        assert_eq!(got.height, expected, "{raw:?}");
-    }
-    for raw in [r#"{"height":-1}"#, r#"{"height":"x"}"#, r#"{"height":[]}"#] {
-        let error = parse_params::<HeightParams>(Some(raw)).unwrap_err();
-        assert_eq!(code(&error), -32602, "{raw}");
-        assert!(error.message().contains("integer"), "{raw}: {error:?}");
-    }
-    let error = parse_params::<HashParams>(None).unwrap_err();
-    assert!(
-        error.message().contains("missing field `hash`"),
-        "{error:?}"
-    );
-    let got: TxParams = parse_params(Some(r#"["00ff"]"#)).unwrap();
-    assert_eq!(got.tx, "00ff");
-}
-
-#[test]
-fn heights_resolve_within_the_stored_range() {
-    let latest = Height(12);
-    let one = Height(1);
-    assert_eq!(resolve_height(None, latest, 1, one).unwrap(), latest);
-    assert_eq!(resolve_height(Some(1), latest, 1, one).unwrap(), Height(1));
+fn heights_resolve_within_the_stored_range_with_cometbfts_errors() {
+    let resolve = |requested, latest, initial, earliest| {
+        resolve_height(requested, Height(latest), initial, Height(earliest))
+            .map(|h| h.0)
+            .map_err(|e| (e.code(), e.data().map(|d| d.get().to_owned())))
+    };
+    assert_eq!(resolve(None, 9, 1, 1), Ok(9));
     assert_eq!(
-        resolve_height(Some(5), latest, 1, Height(5)).unwrap(),
-        Height(5)
+        resolve(Some(0), 9, 1, 1),
+        Ok(9),
+        "0 is the latest, as in CometBFT"
     );
-    let pruned = resolve_height(Some(4), latest, 1, Height(5)).unwrap_err();
+    assert_eq!(resolve(Some(4), 9, 1, 1), Ok(4));
     assert_eq!(
-        (code(&pruned), pruned.message()),
-        (
-            NOT_FOUND_CODE,
-            "height 4 is not available, lowest height is 5"
-        )
+        resolve(Some(10), 9, 1, 1),
+        Err((
+            -32603,
+            Some(
+                r#""height 10 must be less than or equal to the current blockchain height 9""#
+                    .into()
+            )
+        ))
     );
-    let cases: [(Option<u64>, Height, u64, &str); 4] = [
-        (
-            Some(99),
-            latest,
-            1,
-            "height 99 is above the latest height 12",
-        ),
-        (Some(0), latest, 1, "height 0 is below the initial height 1"),
-        (None, Height(0), 1, "no block has been committed yet"),
-        (Some(1), Height(0), 1, "no block has been committed yet"),
-    ];
-    for (requested, latest, initial, message) in cases {
-        let error = resolve_height(requested, latest, initial, one).unwrap_err();
-        assert_eq!((code(&error), error.message()), (NOT_FOUND_CODE, message));
-    }
-}
-
-#[test]
-fn queries_name_new_blocks_or_txs() {
-    for query in [
-        "tm.event='NewBlock'",
-        "tm.event = 'NewBlock'",
-        "tm.event=\"NewBlock\"",
-        "NewBlock",
-    ] {
-        assert_eq!(parse_query(query), Ok(Query::NewBlock), "{query}");
-    }
-    assert_eq!(parse_query("tm.event='Tx'"), Ok(Query::Tx));
-    assert!(parse_query("tm.event='Vote'").is_err());
-    assert!(parse_query("").is_err());
+    assert_eq!(
+        resolve(Some(3), 9, 1, 5),
+        Err((
+            -32603,
+            Some(r#""height 3 is not available, lowest height is 5""#.into())
+        ))
+    );
+    assert_eq!(
+        resolve(Some(2), 9, 4, 1),
+        Err((
+            -32603,
+            Some(r#""height 2 is not available, lowest height is 4""#.into())
+        ))
+    );
+    assert!(resolve(None, 0, 1, 1).is_err(), "nothing committed yet");
 }
 
 fn sample_block() -> (SealedBlock, Vec<Transaction>) {
@@ -160,7 +78,7 @@ fn sample_block() -> (SealedBlock, Vec<Transaction>) {
         value: ValueId([5; 32]),
         precommits: vec![vote(Some(ValueId([5; 32])))],
     };
-    let header = Header::for_tests(Height(7), 1_000);
+    let header = WeftHeader::for_tests(Height(7), 1_000);
     let evidence = vec![Evidence::DuplicateVote {
         first: vote(Some(ValueId([5; 32]))),
         second: vote(None),
@@ -173,121 +91,6 @@ fn sample_block() -> (SealedBlock, Vec<Transaction>) {
         evidence,
     };
     (SealedBlock::new(Block::seal(header, body)), txs)
-}
-
-#[test]
-fn a_block_is_shaped_like_cometbfts() {
-    let (block, txs) = sample_block();
-    let json = block_json(&block);
-    assert_eq!(json["block_id"]["hash"], hex::encode(block.hash.0));
-    let header = &json["block"]["header"];
-    assert_eq!(header["chain_id"], "weft-test");
-    assert_eq!(header["height"], 7);
-    assert_eq!(header["time_ms"], 1_000);
-    assert_eq!(header["prev_hash"], hex::encode([1; 32]));
-    assert_eq!(header["proposer"], hex::encode([2; 32]));
-    assert_eq!(header["state_root"], hex::encode([9; 32]));
-    assert_eq!(header["validators_hash"], hex::encode([8; 32]));
-    assert_eq!(
-        header["tx_root"],
-        hex::encode(block.block.header.tx_root),
-        "sealing fills the roots"
-    );
-    for field in ["dag_root", "last_commit_hash", "evidence_hash"] {
-        assert_eq!(header[field].as_str().map(str::len), Some(64), "{field}");
-    }
-    let want_txs: Vec<String> = txs.iter().map(|tx| hex::encode(tx.encode())).collect();
-    assert_eq!(json["block"]["data"]["txs"], json!(want_txs));
-    assert_eq!(json["block"]["num_txs"], 2);
-    let commit = &json["block"]["last_commit"];
-    assert_eq!(
-        (&commit["height"], &commit["round"]),
-        (&json!(6), &json!(1))
-    );
-    assert_eq!(commit["block_id"]["hash"], hex::encode([5; 32]));
-    assert_eq!(
-        commit["signatures"],
-        json!([{ "validator": hex::encode([3; 32]), "signature": hex::encode([4; 64]) }])
-    );
-    assert_eq!(
-        json["block"]["evidence"],
-        json!([{
-            "type": "duplicate_vote",
-            "validator": hex::encode([3; 32]),
-            "height": 6,
-            "round": 1,
-            "vote_type": "precommit",
-            "first_value": hex::encode([5; 32]),
-            "second_value": null,
-        }])
-    );
-}
-
-#[test]
-fn duplicate_proposals_name_both_values() {
-    let proposal = |value| Signed {
-        message: Proposal {
-            height: Height(3),
-            round: Round(0),
-            value: ValueId([value; 32]),
-            pol_round: None,
-            proposer: ValidatorId([7; 32]),
-        },
-        signature: Signature([0; 64]),
-    };
-    let json = evidence_json(&Evidence::DuplicateProposal {
-        first: proposal(1),
-        second: proposal(2),
-    });
-    assert_eq!(json["type"], "duplicate_proposal");
-    assert_eq!(json["validator"], hex::encode([7; 32]));
-    assert_eq!(json["first_value"], hex::encode([1; 32]));
-    assert_eq!(json["second_value"], hex::encode([2; 32]));
-}
-
-#[test]
-fn events_become_block_or_tx_notifications() {
-    let event = NodeEvent::NewBlock {
-        height: Height(4),
-        hash: [6; 32],
-        time_ms: 50,
-        txs: Arc::new(vec![(TxHash([1; 32]), 0), (TxHash([2; 32]), 2)]),
-    };
-    assert_eq!(
-        event_notifications(&event, Query::NewBlock),
-        vec![json!({
-            "height": 4,
-            "hash": hex::encode([6; 32]),
-            "time_ms": 50,
-            "txs": [
-                { "hash": hex::encode([1; 32]), "code": 0 },
-                { "hash": hex::encode([2; 32]), "code": 2 },
-            ],
-        })]
-    );
-    let txs = event_notifications(&event, Query::Tx);
-    assert_eq!(txs.len(), 2);
-    assert_eq!(
-        txs[1],
-        json!({
-            "hash": hex::encode([2; 32]),
-            "height": 4,
-            "index": 1,
-            "code": 2,
-            "log": code_name(2),
-        })
-    );
-}
-
-#[test]
-fn malformed_txs_get_the_mempools_code_one() {
-    let check = Check::malformed("tx is not hex".into());
-    assert_eq!(check.code, 1);
-    assert_eq!(
-        check.json(),
-        json!({ "code": 1, "log": "malformed transaction: tx is not hex", "hash": null })
-    );
-    assert_eq!(tx_result_json(0), json!({ "code": 0, "log": "ok" }));
 }
 
 /// A context over a fresh chain with one funded account, real (peerless) gossip, and no
@@ -431,19 +234,187 @@ async fn concurrent_admissions_are_batched_in_arrival_order() {
     );
 }
 
-/// Named params for a client call.
-fn named(pairs: &[(&str, Value)]) -> jsonrpsee::core::params::ObjectParams {
-    let mut params = jsonrpsee::core::params::ObjectParams::new();
-    for (name, value) in pairs {
-        params.insert(name, value).unwrap();
-    }
-    params
+/// A set of one validator, id `[3; 32]`, and one that did not sign, `[9; 32]`.
+fn two_validators() -> ValidatorSet {
+    ValidatorSet::new([
+        Validator {
+            id: ValidatorId([3; 32]),
+            power: 10,
+        },
+        Validator {
+            id: ValidatorId([9; 32]),
+            power: 5,
+        },
+    ])
+    .unwrap()
 }
 
-/// The code and message of a call's JSON-RPC error.
+#[test]
+fn a_block_is_shaped_like_cometbfts() {
+    let (block, txs) = sample_block();
+    let set = two_validators();
+    let json = serde_json::to_value(convert::block(&block, Some(&set), [0xcc; 32])).unwrap();
+    let upper = |bytes: &[u8]| hex::encode_upper(bytes);
+    assert_eq!(json["block_id"]["hash"], upper(&block.hash.0));
+    assert_eq!(
+        json["block_id"]["parts"],
+        json!({"total": 1, "hash": upper(&block.hash.0)})
+    );
+    let header = &json["block"]["header"];
+    assert_eq!(header["version"], json!({"block": "11", "app": "1"}));
+    assert_eq!(header["chain_id"], "weft-test");
+    assert_eq!(header["height"], "7", "heights are strings");
+    assert_eq!(header["time"], "1970-01-01T00:00:01Z");
+    assert_eq!(header["last_block_id"]["hash"], upper(&[1; 32]));
+    assert_eq!(header["app_hash"], upper(&[9; 32]), "the state root");
+    assert_eq!(header["validators_hash"], upper(&[8; 32]));
+    assert_eq!(
+        header["data_hash"],
+        upper(&block.block.header.tx_root),
+        "the tx root"
+    );
+    assert_eq!(header["dag_root"], upper(&block.block.header.dag_root));
+    assert_eq!(header["consensus_hash"], upper(&[0xcc; 32]));
+    assert_eq!(header["last_results_hash"], "");
+    assert_eq!(
+        header["proposer_address"],
+        json!(api::encoding::address_of(&[2; 32]))
+    );
+    assert_eq!(header["proposer_address"].as_str().map(str::len), Some(40));
+    let want_txs: Vec<String> = txs
+        .iter()
+        .map(|tx| api::encoding::encode_base64(&tx.encode()))
+        .collect();
+    assert_eq!(json["block"]["data"]["txs"], json!(want_txs));
+    let commit = &json["block"]["last_commit"];
+    assert_eq!(
+        (&commit["height"], &commit["round"]),
+        (&json!("6"), &json!(1))
+    );
+    assert_eq!(commit["block_id"]["hash"], upper(&[5; 32]));
+    assert_eq!(
+        commit["signatures"],
+        json!([
+            {
+                "block_id_flag": 2,
+                "validator_address": api::encoding::address_of(&[3; 32]),
+                "timestamp": "1970-01-01T00:00:01Z",
+                "signature": api::encoding::encode_base64(&[4; 64]),
+            },
+            {
+                "block_id_flag": 1,
+                "validator_address": "",
+                "timestamp": "0001-01-01T00:00:00Z",
+                "signature": null,
+            },
+        ]),
+        "one signature per member of the set, absent where it did not sign"
+    );
+    assert_eq!(json["block"]["evidence"]["evidence"], json!([]));
+    assert_eq!(
+        json["block"]["evidence"]["weft"],
+        json!([{
+            "type": "duplicate_vote",
+            "validator_address": api::encoding::address_of(&[3; 32]),
+            "validator_pub_key": upper(&[3; 32]),
+            "height": "6",
+            "round": 1,
+            "vote_type": "precommit",
+            "first_value": upper(&[5; 32]),
+            "second_value": "",
+        }])
+    );
+    // It reads back as the typed result.
+    let typed: BlockResult = serde_json::from_value(json).unwrap();
+    assert_eq!(typed.block.unwrap().data.txs.len(), 2);
+}
+
+#[test]
+fn duplicate_proposals_name_both_values() {
+    let proposal = |value| Signed {
+        message: Proposal {
+            height: Height(3),
+            round: Round(0),
+            value: ValueId([value; 32]),
+            pol_round: None,
+            proposer: ValidatorId([7; 32]),
+        },
+        signature: Signature([0; 64]),
+    };
+    let evidence = convert::evidence(&Evidence::DuplicateProposal {
+        first: proposal(1),
+        second: proposal(2),
+    });
+    assert_eq!(evidence.kind, "duplicate_proposal");
+    assert_eq!(evidence.validator_pub_key.0, vec![7; 32]);
+    assert_eq!(evidence.first_value, Hash::some([1; 32]));
+    assert_eq!(evidence.second_value, Hash::some([2; 32]));
+}
+
+#[test]
+fn multiaddrs_become_cometbfts_tcp_addresses() {
+    assert_eq!(
+        convert::tcp_address("/ip4/127.0.0.1/tcp/26656"),
+        "tcp://127.0.0.1:26656"
+    );
+    assert_eq!(
+        convert::tcp_address(
+            "/ip6/::1/tcp/5/p2p/12D3KooWFcM914CKsX9x4Vtvim6RdLUwbRaRK9BdenwwnsLUN5gb"
+        ),
+        "tcp://[::1]:5"
+    );
+    assert_eq!(convert::tcp_address("not an address"), "not an address");
+    let key = libp2p::identity::Keypair::ed25519_from_bytes([5; 32]).unwrap();
+    let peer = key.public().to_peer_id();
+    let ed = key.public().try_into_ed25519().unwrap().to_bytes();
+    assert_eq!(convert::peer_key(&peer), Some(ed));
+}
+
+/// A sealed block at height 1 holding `txs`, for events.
+fn block_of(txs: Vec<Transaction>) -> SealedBlock {
+    let proposal = propose(&MemoryState::new(), &txs).unwrap();
+    let header = WeftHeader::for_tests(Height(1), 2_000);
+    let body = Body {
+        txs,
+        access: proposal.access,
+        dag: proposal.dag,
+        last_commit: None,
+        evidence: Vec::new(),
+    };
+    SealedBlock::new(Block::seal(header, body))
+}
+
+fn new_block(txs: Vec<Transaction>, codes: &[u8]) -> NodeEvent {
+    let block = block_of(txs.clone());
+    NodeEvent::NewBlock {
+        height: Height(1),
+        hash: block.hash.0,
+        time_ms: 2_000,
+        txs: Arc::new(
+            txs.iter()
+                .map(|tx| tx.hash())
+                .zip(codes.iter().copied())
+                .collect(),
+        ),
+        block,
+    }
+}
+
+fn client(addr: SocketAddr) -> HttpClient {
+    HttpClientBuilder::default()
+        .build(format!("http://{addr}"))
+        .unwrap()
+}
+
+/// The code and `data` of a call's JSON-RPC error.
 fn call_error(error: jsonrpsee::core::ClientError) -> (i32, String) {
     match error {
-        jsonrpsee::core::ClientError::Call(e) => (e.code(), e.message().to_owned()),
+        jsonrpsee::core::ClientError::Call(e) => (
+            e.code(),
+            e.data()
+                .and_then(|d| serde_json::from_str::<String>(d.get()).ok())
+                .unwrap_or_else(|| e.message().to_owned()),
+        ),
         other => panic!("not a call error: {other}"),
     }
 }
@@ -458,157 +429,204 @@ async fn until_listening(ctx: &NodeContext, count: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_server_answers_over_http_and_websocket() {
-    use jsonrpsee::core::client::{ClientT, SubscriptionClientT};
-    use jsonrpsee::http_client::HttpClientBuilder;
-    use jsonrpsee::rpc_params;
-    use jsonrpsee::ws_client::WsClientBuilder;
-
+async fn the_server_answers_in_cometbfts_shapes() {
     let dir = tempfile::tempdir().unwrap();
     let (ctx, key) = context(dir.path()).await;
     let (handle, addr) = serve(Arc::clone(&ctx)).await.unwrap();
-    let http = HttpClientBuilder::default()
-        .build(format!("http://{addr}"))
-        .unwrap();
+    let http = client(addr);
 
-    let health: Value = http.request("health", rpc_params![]).await.unwrap();
-    assert_eq!(health, json!({}));
-    let status: Value = http.request("status", rpc_params![]).await.unwrap();
-    assert_eq!(status["node_info"]["network"], "weft-rpc");
-    assert_eq!(status["node_info"]["rpc_addr"], addr.to_string());
-    assert_eq!(status["sync_info"]["latest_block_height"], "0");
-    assert_eq!(status["validator_info"]["voting_power"], 10);
-    let error = http
-        .request::<Value, _>("block", rpc_params![])
-        .await
-        .unwrap_err();
-    assert_eq!(
-        call_error(error),
-        (NOT_FOUND_CODE, "no block has been committed yet".into())
-    );
+    assert_eq!(http.health().await.unwrap(), Empty {});
+    let status = http.status().await.unwrap();
+    assert_eq!(status.node_info.network, "weft-rpc");
+    assert_eq!(status.node_info.id.len(), 40, "CometBFT's node id");
+    assert_eq!(status.node_info.peer_id, ctx.info.peer_id);
+    assert_eq!(status.node_info.other.rpc_address, format!("tcp://{addr}"));
+    assert_eq!(status.sync_info.latest_block_height, Int(0));
+    assert_eq!(status.sync_info.latest_block_hash, Hash(None));
+    assert_eq!(status.validator_info.voting_power, Int(10));
+    assert_eq!(status.validator_info.address.0.len(), 20);
+    let (code, data) = call_error(http.block(None).await.unwrap_err());
+    assert_eq!(code, INTERNAL_ERROR_CODE);
+    assert!(data.contains("no block has been committed yet"), "{data}");
 
-    let address = hex::encode(key.verifying_key().to_bytes());
-    let account: Value = http
-        .request("account", named(&[("address", json!(address))]))
-        .await
-        .unwrap();
-    assert_eq!(
-        account,
-        json!({ "address": address, "balance": 1_000, "nonce": 0 })
-    );
-    let error = http
-        .request::<Value, _>("account", named(&[("address", json!("12"))]))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        call_error(error),
-        (-32602, "address must be 64 hex characters, got 2".into())
-    );
+    let address = HashParam(key.verifying_key().to_bytes());
+    let account = http.account(address).await.unwrap();
+    assert_eq!((account.balance, account.nonce), (Int(1_000), Int(0)));
 
+    // check_tx gives the verdict and admits nothing.
     let first = transfer(&key, 0);
-    let hash = hex::encode(first.hash().0);
-    let tx = json!(hex::encode(first.encode()));
-    let sync: Value = http
-        .request("broadcast_tx_sync", named(&[("tx", tx.clone())]))
+    let checked = http.check_tx(TxText::from(first.encode())).await.unwrap();
+    assert_eq!(checked.code, 0, "{}", checked.log);
+    assert_eq!(ctx.mempool.lock().len(), 0);
+    let sync = http
+        .broadcast_tx_sync(TxText::from(first.encode()))
         .await
         .unwrap();
-    assert_eq!(sync, json!({ "code": 0, "log": "", "hash": hash }));
-    let again: Value = http
-        .request("broadcast_tx_sync", rpc_params![tx])
+    assert_eq!((sync.code, sync.hash), (0, Hash::some(first.hash().0)));
+    let again = http
+        .broadcast_tx_sync(TxText::from(first.encode()))
         .await
         .unwrap();
-    assert_eq!((&again["code"], &again["hash"]), (&json!(8), &json!(hash)));
-    let garbage: Value = http
-        .request("broadcast_tx_async", named(&[("tx", json!("zz"))]))
+    assert_eq!(again.code, 8, "already known");
+    // Bytes that are no tx still get a hash (blake3 of them), never null.
+    let garbage = http
+        .broadcast_tx_async(TxText::from(b"not a tx".to_vec()))
         .await
         .unwrap();
-    assert_eq!(garbage["code"], 1);
-    let pending: Value = http
-        .request("unconfirmed_txs", named(&[("limit", json!("5"))]))
-        .await
-        .unwrap();
+    assert_eq!(garbage.code, 1);
     assert_eq!(
-        (&pending["n_txs"], &pending["total"]),
-        (&json!(1), &json!(1))
+        garbage.hash,
+        Hash::some(*blake3::hash(b"not a tx").as_bytes())
     );
-    let error = http
-        .request::<Value, _>("tx", named(&[("hash", json!(hash))]))
-        .await
-        .unwrap_err();
-    assert_eq!(call_error(error).0, NOT_FOUND_CODE);
+    let pending = http.unconfirmed_txs(Some(Int(5))).await.unwrap();
+    assert_eq!((pending.n_txs, pending.total), (Int(1), Int(1)));
+    assert_eq!(pending.txs, Some(vec![Base64(first.encode())]));
+    let (code, data) = call_error(http.tx(HashParam(first.hash().0), None).await.unwrap_err());
+    assert_eq!(code, INTERNAL_ERROR_CODE);
+    assert!(data.contains("not found"), "{data}");
 
-    // No driver runs, so the commit waits out rpc.commit_timeout_ms.
-    let second = hex::encode(transfer(&key, 1).encode());
+    // No driver runs, so a commit waits out rpc.commit_timeout_ms.
+    let second = transfer(&key, 1);
     let error = http
-        .request::<Value, _>("broadcast_tx_commit", named(&[("tx", json!(second))]))
+        .broadcast_tx_commit(TxText::from(second.encode()))
         .await
         .unwrap_err();
-    assert_eq!(
-        call_error(error),
-        (COMMIT_TIMEOUT_CODE, COMMIT_TIMEOUT_MESSAGE.into())
-    );
+    let (code, data) = call_error(error);
+    assert_eq!(code, INTERNAL_ERROR_CODE);
+    assert!(data.contains(&hex::encode_upper(second.hash().0)), "{data}");
 
     // A commit that sees its block.
     let third = transfer(&key, 2);
-    let third_hash = third.hash();
+    let event = new_block(vec![third.clone()], &[0]);
+    let listening = ctx.events.receiver_count();
     let call = {
         let http = http.clone();
-        let tx = json!(hex::encode(third.encode()));
-        tokio::spawn(async move {
-            http.request::<Value, _>("broadcast_tx_commit", named(&[("tx", tx)]))
-                .await
-        })
+        let tx = TxText::from(third.encode());
+        tokio::spawn(async move { http.broadcast_tx_commit(tx).await })
     };
-    until_listening(&ctx, 1).await;
-    let event = NodeEvent::NewBlock {
-        height: Height(1),
-        hash: [6; 32],
-        time_ms: 2_000,
-        txs: Arc::new(vec![(third_hash, 0)]),
-    };
-    // The handler subscribes before it admits; wait for the admission too.
+    until_listening(&ctx, listening + 1).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !ctx.mempool.lock().contains(&third_hash) {
+    while !ctx.mempool.lock().contains(&third.hash()) {
         assert!(Instant::now() < deadline, "the tx was never admitted");
         tokio::task::yield_now().await;
     }
-    ctx.events.send(event.clone()).unwrap();
+    ctx.events.send(event).unwrap();
     let committed = call.await.unwrap().unwrap();
-    assert_eq!(
-        committed,
-        json!({
-            "check_tx": { "code": 0, "log": "" },
-            "tx_result": { "code": 0, "log": "ok" },
-            "hash": hex::encode(third_hash.0),
-            "height": 1,
-        })
-    );
-
-    let ws = WsClientBuilder::default()
-        .build(format!("ws://{addr}/websocket"))
-        .await
-        .unwrap();
-    let refused = ws
-        .subscribe::<Value, _>("subscribe", rpc_params!["tm.event='Vote'"], "unsubscribe")
-        .await;
-    assert!(refused.is_err(), "an unsupported query is refused");
-    let mut blocks = ws
-        .subscribe::<Value, _>(
-            "subscribe",
-            named(&[("query", json!("tm.event='NewBlock'"))]),
-            "unsubscribe",
-        )
-        .await
-        .unwrap();
-    until_listening(&ctx, 1).await;
-    ctx.events.send(event.clone()).unwrap();
-    let notification = blocks.next().await.unwrap().unwrap();
-    assert_eq!(
-        notification,
-        event_notifications(&event, Query::NewBlock)[0]
-    );
-    blocks.unsubscribe().await.unwrap();
+    assert_eq!(committed.height, Int(1));
+    assert_eq!(committed.hash, Hash::some(third.hash().0));
+    assert_eq!((committed.check_tx.code, committed.tx_result.code), (0, 0));
+    assert_eq!(committed.tx_result.log, "ok");
     handle.stop().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_get_cometbfts_event_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, key) = context(dir.path()).await;
+    let (handle, addr) = serve(Arc::clone(&ctx)).await.unwrap();
+    let rpc = addr.to_string();
+
+    let refused = EventStream::subscribe(&rpc, "tm.event='Tx' AND").await;
+    assert!(
+        matches!(refused, Err(EventStreamError::Refused(_))),
+        "a bad query is refused"
+    );
+    let mut blocks = EventStream::subscribe(&rpc, "tm.event='NewBlock'")
+        .await
+        .unwrap();
+    let mut second_tx = EventStream::subscribe(&rpc, "tm.event = 'Tx' AND tx.height >= 1")
+        .await
+        .unwrap();
+    let txs = vec![transfer(&key, 0), transfer(&key, 1)];
+    // The renderer and both connections listen; send only then.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let event = new_block(txs.clone(), &[0, 2]);
+    let first = loop {
+        ctx.events.send(event.clone()).unwrap();
+        match tokio::time::timeout(Duration::from_millis(200), blocks.next()).await {
+            Ok(envelope) => break envelope.unwrap(),
+            Err(_) => assert!(Instant::now() < deadline, "no NewBlock event came"),
+        }
+    };
+    assert_eq!(
+        first.query, "tm.event='NewBlock'",
+        "the query as subscribed"
+    );
+    assert_eq!(first.data.kind, "tendermint/event/NewBlock");
+    assert_eq!(first.events["tm.event"], vec!["NewBlock".to_owned()]);
+    assert_eq!(first.events["block.height"], vec!["1".to_owned()]);
+    let block: NewBlockEvent = serde_json::from_value(first.data.value).unwrap();
+    assert_eq!(block.block.header.height, Int(1));
+    assert_eq!(block.block.data.txs.len(), 2);
+    assert_eq!(
+        block
+            .result_finalize_block
+            .tx_results
+            .iter()
+            .map(|r| r.code)
+            .collect::<Vec<_>>(),
+        vec![0, 2]
+    );
+    let tx = second_tx.next_tx().await.unwrap();
+    assert_eq!((tx.height, tx.index, tx.result.code), (Int(1), 0, 0));
+    assert_eq!(tx.tx, Base64(txs[0].encode()));
+    let tx = second_tx.next_tx().await.unwrap();
+    assert_eq!((tx.index, tx.result.code), (1, 2));
+    handle.stop().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_set_isolated_exists_only_with_rpc_unsafe() {
+    for unsafe_routes in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, _) = context_with(dir.path(), |config| {
+            config.rpc.unsafe_routes = unsafe_routes
+        })
+        .await;
+        let (handle, addr) = serve(Arc::clone(&ctx)).await.unwrap();
+        let http = client(addr);
+        let answer = http.unsafe_set_isolated(true).await;
+        let net_info = http.net_info().await.unwrap();
+        if !unsafe_routes {
+            let (code, _) = call_error(answer.unwrap_err());
+            assert_eq!(code, jsonrpsee::types::error::METHOD_NOT_FOUND_CODE);
+            assert!(!ctx.gossip.is_isolated());
+            assert!(!net_info.isolated);
+            handle.stop().unwrap();
+            continue;
+        }
+        assert_eq!(
+            answer.unwrap(),
+            IsolatedResult {
+                isolated: true,
+                peers: Int(0)
+            }
+        );
+        assert!(ctx.gossip.is_isolated());
+        assert!(net_info.isolated);
+        let healed = http.unsafe_set_isolated(false).await.unwrap();
+        assert!(!healed.isolated);
+        assert!(!ctx.gossip.is_isolated());
+        use jsonrpsee::core::client::ClientT as _;
+        for (params, what) in [
+            // An empty object goes as no params at all.
+            (json!({}), "No more params"),
+            (json!({"isolated": "yes"}), "expected a boolean"),
+        ] {
+            let mut object = jsonrpsee::core::params::ObjectParams::new();
+            for (k, v) in params.as_object().unwrap() {
+                object.insert(k, v).unwrap();
+            }
+            let error = http
+                .request::<Value, _>("unsafe_set_isolated", object)
+                .await
+                .unwrap_err();
+            let (code, message) = call_error(error);
+            assert_eq!(code, jsonrpsee::types::error::INVALID_PARAMS_CODE, "{what}");
+            assert!(message.contains(what), "{message}");
+        }
+        handle.stop().unwrap();
+    }
 }
 
 #[test]
@@ -620,59 +638,4 @@ fn the_busy_answer_is_well_formed() {
     );
     let body: Value = serde_json::from_str(body).unwrap();
     assert_eq!(body["error"]["code"], -32009);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unsafe_set_isolated_exists_only_with_rpc_unsafe() {
-    use jsonrpsee::core::client::ClientT;
-    use jsonrpsee::http_client::HttpClientBuilder;
-    use jsonrpsee::rpc_params;
-
-    for unsafe_routes in [false, true] {
-        let dir = tempfile::tempdir().unwrap();
-        let (ctx, _) = context_with(dir.path(), |config| {
-            config.rpc.unsafe_routes = unsafe_routes
-        })
-        .await;
-        let (handle, addr) = serve(Arc::clone(&ctx)).await.unwrap();
-        let http = HttpClientBuilder::default()
-            .build(format!("http://{addr}"))
-            .unwrap();
-        let isolate = named(&[("isolated", json!(true))]);
-        let answer = http
-            .request::<Value, _>("unsafe_set_isolated", isolate)
-            .await;
-        let net_info: Value = http.request("net_info", rpc_params![]).await.unwrap();
-        if !unsafe_routes {
-            let (code, _) = call_error(answer.unwrap_err());
-            assert_eq!(code, jsonrpsee::types::error::METHOD_NOT_FOUND_CODE);
-            assert!(!ctx.gossip.is_isolated());
-            assert_eq!(net_info["isolated"], false);
-            handle.stop().unwrap();
-            continue;
-        }
-        assert_eq!(answer.unwrap(), json!({ "isolated": true, "peers": 0 }));
-        assert!(ctx.gossip.is_isolated());
-        assert_eq!(net_info["isolated"], true);
-        let healed: Value = http
-            .request("unsafe_set_isolated", rpc_params![false])
-            .await
-            .unwrap();
-        assert_eq!(healed, json!({ "isolated": false, "peers": 0 }));
-        assert!(!ctx.gossip.is_isolated());
-        for (params, what) in [
-            (named(&[]), "missing field `isolated`"),
-            (named(&[("isolated", json!("yes"))]), "expected a boolean"),
-        ] {
-            let error = http
-                .request::<Value, _>("unsafe_set_isolated", params)
-                .await
-                .unwrap_err();
-            let (code, message) = call_error(error);
-            assert_eq!(code, jsonrpsee::types::error::INVALID_PARAMS_CODE, "{what}");
-            assert!(message.contains(what), "{message}");
-        }
-        assert!(!ctx.gossip.is_isolated());
-        handle.stop().unwrap();
-    }
 }

@@ -1,5 +1,6 @@
 //! The accept loop: bounded connections, deadlines on request heads and bodies, and on
-//! writes to a client that stopped reading.
+//! writes to a client that stopped reading; and the routes: JSON-RPC by POST, CometBFT's URI
+//! form by GET, the route list at `GET /`, and CometBFT's WebSocket at `/websocket`.
 
 use super::*;
 
@@ -31,9 +32,17 @@ pub(super) const ACCEPT_RETRY: Duration = Duration::from_millis(10);
 type JsonRpcService =
     jsonrpsee::server::TowerService<tower::layer::util::Identity, tower::layer::util::Identity>;
 
+/// What the routes besides JSON-RPC by POST need.
+#[derive(Clone)]
+pub(super) struct Routes {
+    pub(super) events: broadcast::Sender<Arc<Vec<ws::WsEvent>>>,
+    pub(super) unsafe_routes: bool,
+}
+
 pub(super) async fn accept_loop(
     listener: tokio::net::TcpListener,
     service: JsonRpcService,
+    routes: Routes,
     stop: jsonrpsee::server::StopHandle,
     limits: ConnectionLimits,
 ) {
@@ -64,7 +73,13 @@ pub(super) async fn accept_loop(
             stalled: None,
             _slot: slot,
         };
-        tokio::spawn(serve_connection(io, service.clone(), stop.clone(), limits));
+        tokio::spawn(serve_connection(
+            io,
+            service.clone(),
+            routes.clone(),
+            stop.clone(),
+            limits,
+        ));
     }
 }
 
@@ -73,12 +88,16 @@ pub(super) async fn accept_loop(
 pub(super) async fn serve_connection(
     io: BoundedStream,
     service: JsonRpcService,
+    routes: Routes,
     stop: jsonrpsee::server::StopHandle,
     limits: ConnectionLimits,
 ) {
+    let handler_stop = stop.clone();
     let handler = hyper::service::service_fn(move |request| {
         let service = service.clone();
-        handle_request(service, request, limits)
+        let routes = routes.clone();
+        let stop = handler_stop.clone();
+        handle_request(service, routes, stop, request, limits)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -106,27 +125,165 @@ type ServiceResult = Result<jsonrpsee::server::HttpResponse, jsonrpsee::core::Bo
 
 pub(super) async fn handle_request(
     mut service: JsonRpcService,
+    routes: Routes,
+    stop: jsonrpsee::server::StopHandle,
     request: hyper::Request<hyper::body::Incoming>,
     limits: ConnectionLimits,
 ) -> ServiceResult {
+    if ws::is_upgrade(&request) {
+        if request.uri().path() != "/websocket" {
+            return Ok(plain_response(
+                hyper::StatusCode::NOT_FOUND,
+                "text/plain",
+                "the WebSocket endpoint is /websocket\n".into(),
+            ));
+        }
+        let backend = Backend {
+            service,
+            events: routes.events.clone(),
+        };
+        let ws_limits = ws::WsLimits {
+            max_message_bytes: limits.max_body_bytes,
+            max_subscriptions: SUBSCRIPTIONS_PER_CONNECTION_MAX,
+            send_buffer: WS_SEND_BUFFER_MAX,
+            write_stall: limits.write_stall,
+        };
+        let response = ws::upgrade(request, backend, ws_limits, stop.shutdown());
+        return Ok(response.map(jsonrpsee::server::HttpBody::from));
+    }
+    if request.method() == hyper::Method::GET {
+        return Ok(get(&mut service, &routes, request).await);
+    }
     match read_body_within(request, limits).await {
         Ok(request) => tower::Service::call(&mut service, request).await,
         Err(refusal) => refusal,
     }
 }
 
+fn plain_response(
+    status: hyper::StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> jsonrpsee::server::HttpResponse {
+    hyper::Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .body(jsonrpsee::server::HttpBody::from(body))
+        .expect("a static status and headers")
+}
+
+/// `GET /`: the route list; `GET /<method>?<args>`: the method, CometBFT's URI form.
+async fn get(
+    service: &mut JsonRpcService,
+    routes: &Routes,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> jsonrpsee::server::HttpResponse {
+    let path = request.uri().path().to_owned();
+    if path == "/" {
+        let host = request
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost")
+            .to_owned();
+        let mut list: Vec<(&str, &[&str])> = api::ROUTES.to_vec();
+        if routes.unsafe_routes {
+            list.extend_from_slice(api::UNSAFE_ROUTES);
+        }
+        list.sort_by_key(|(name, _)| *name);
+        return plain_response(
+            hyper::StatusCode::OK,
+            "text/html; charset=utf-8",
+            uri::routes_html(&host, &list),
+        );
+    }
+    let body = match uri::uri_request(&path, request.uri().query()) {
+        Ok(body) => body,
+        Err(error) => {
+            let answer = json!({
+                "jsonrpc": "2.0",
+                "id": -1,
+                "error": {"code": jsonrpsee::types::error::INVALID_PARAMS_CODE,
+                          "message": "Invalid params", "data": error.to_string()},
+            });
+            return plain_response(
+                hyper::StatusCode::OK,
+                "application/json",
+                answer.to_string(),
+            );
+        }
+    };
+    let post = post_request(body);
+    match tower::Service::call(service, post).await {
+        Ok(response) => {
+            use http_body_util::BodyExt as _;
+            let (parts, body) = response.into_parts();
+            let Ok(bytes) = body.collect().await.map(|b| b.to_bytes()) else {
+                return plain_response(
+                    hyper::StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    "the answer could not be read\n".into(),
+                );
+            };
+            let (from, to) = uri::URI_ANSWER_PREFIX;
+            let body = match bytes.strip_prefix(from.as_bytes()) {
+                Some(rest) => [to.as_bytes(), rest].concat(),
+                None => bytes.to_vec(),
+            };
+            hyper::Response::from_parts(parts, jsonrpsee::server::HttpBody::from(body))
+        }
+        Err(error) => plain_response(
+            hyper::StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            format!("{error}\n"),
+        ),
+    }
+}
+
+/// A JSON-RPC request text as the POST jsonrpsee serves.
+fn post_request(body: String) -> jsonrpsee::server::HttpRequest {
+    hyper::Request::builder()
+        .method(hyper::Method::POST)
+        .uri("/")
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(jsonrpsee::server::HttpBody::from(body))
+        .expect("a static method, uri and header")
+}
+
+/// The WebSocket's way to the methods: each request goes through the same jsonrpsee service as
+/// a POST would (its limits on batches and response size included).
+#[derive(Clone)]
+struct Backend {
+    service: JsonRpcService,
+    events: broadcast::Sender<Arc<Vec<ws::WsEvent>>>,
+}
+
+impl ws::WsBackend for Backend {
+    fn call(&self, request: String) -> impl std::future::Future<Output = Option<String>> + Send {
+        let mut service = self.service.clone();
+        async move {
+            use http_body_util::BodyExt as _;
+            let response = tower::Service::call(&mut service, post_request(request))
+                .await
+                .ok()?;
+            let bytes = response.into_body().collect().await.ok()?.to_bytes();
+            (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned())
+        }
+    }
+
+    fn events(&self) -> broadcast::Receiver<Arc<Vec<ws::WsEvent>>> {
+        self.events.subscribe()
+    }
+}
+
 /// The request with its body read whole, at most a byte over `rpc.max_body_bytes` (jsonrpsee
 /// answers that with -32007), within `rpc.body_read_timeout_ms`; or the answer to give instead.
-/// A WebSocket upgrade passes as it is.
 pub(super) async fn read_body_within(
     request: hyper::Request<hyper::body::Incoming>,
     limits: ConnectionLimits,
 ) -> Result<jsonrpsee::server::HttpRequest, ServiceResult> {
     use hyper::body::Body as _;
 
-    if jsonrpsee::server::ws::is_upgrade_request(&request) {
-        return Ok(request.map(jsonrpsee::server::HttpBody::new));
-    }
     let (parts, mut body) = request.into_parts();
     let mut bytes = Vec::new();
     let read = async {

@@ -1,119 +1,158 @@
-//! The mempool over RPC: `unconfirmed_txs`, `num_unconfirmed_txs`, `broadcast_tx_*`.
+//! The mempool over RPC: `unconfirmed_txs`, `num_unconfirmed_txs`, `check_tx`,
+//! `broadcast_tx_*`.
 
+use super::api::TxText;
+use super::api::encoding::{Base64, Hash, HexBytes, Int};
+use super::api::types::*;
 use super::*;
 
-pub(super) async fn unconfirmed_txs(state: Arc<RpcState>, params: Params<'static>) -> MethodResult {
-    let LimitParams { limit } = parse_params(params.as_str())?;
+pub(super) async fn unconfirmed_txs(
+    state: &RpcState,
+    limit: Option<Int>,
+) -> RpcResult<UnconfirmedTxsResult> {
     let limit = limit
+        .map(|l| l.0)
+        .filter(|l| *l > 0)
         .unwrap_or(UNCONFIRMED_TXS_DEFAULT)
         .min(UNCONFIRMED_TXS_MAX) as usize;
     let (pending, total, total_bytes) = {
         let mempool = state.ctx.mempool.lock();
         (mempool.pending(limit), mempool.len(), mempool.bytes())
     };
-    let txs: Vec<String> = pending.iter().map(|tx| hex::encode(tx.encode())).collect();
-    Ok(json!({
-        "n_txs": txs.len(),
-        "total": total,
-        "total_bytes": total_bytes,
-        "txs": txs,
-    }))
+    let txs: Vec<Base64> = pending.iter().map(|tx| Base64(tx.encode())).collect();
+    Ok(UnconfirmedTxsResult {
+        n_txs: Int(txs.len() as u64),
+        total: Int(total as u64),
+        total_bytes: Int(total_bytes as u64),
+        txs: Some(txs),
+    })
 }
 
-pub(super) async fn num_unconfirmed_txs(state: Arc<RpcState>, _: Params<'static>) -> MethodResult {
+pub(super) async fn num_unconfirmed_txs(state: &RpcState) -> RpcResult<UnconfirmedTxsResult> {
     let (total, total_bytes) = {
         let mempool = state.ctx.mempool.lock();
         (mempool.len(), mempool.bytes())
     };
-    Ok(json!({ "n_txs": total, "total": total, "total_bytes": total_bytes }))
+    Ok(UnconfirmedTxsResult {
+        n_txs: Int(total as u64),
+        total: Int(total as u64),
+        total_bytes: Int(total_bytes as u64),
+        txs: None,
+    })
 }
 
-/// The mempool's verdict on one tx, as CometBFT's CheckTx result.
+/// The mempool's verdict on one tx, as CometBFT's CheckTx result. `hash` is blake3 of the
+/// bytes (Weft's tx hash, for bytes that are a tx).
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Check {
     pub(super) code: u32,
     pub(super) log: String,
-    /// `None` when the bytes are not a transaction.
-    pub(super) hash: Option<TxHash>,
+    pub(super) hash: [u8; 32],
 }
 
 impl Check {
-    pub(super) fn malformed(reason: String) -> Check {
+    fn malformed(reason: String, bytes: &[u8]) -> Check {
         Check {
             code: AdmitError::Malformed(String::new()).code(),
             log: AdmitError::Malformed(reason).to_string(),
-            hash: None,
+            hash: *blake3::hash(bytes).as_bytes(),
         }
     }
 
-    pub(super) fn json(&self) -> Value {
-        json!({
-            "code": self.code,
-            "log": self.log,
-            "hash": self.hash.map(|h| hex::encode(h.0)),
-        })
+    fn verdict(verdict: Result<TxHash, AdmitError>, bytes: &[u8]) -> Check {
+        match verdict {
+            Ok(hash) => Check {
+                code: 0,
+                log: String::new(),
+                hash: hash.0,
+            },
+            Err(reason) => Check {
+                code: reason.code(),
+                log: reason.to_string(),
+                hash: *blake3::hash(bytes).as_bytes(),
+            },
+        }
     }
+
+    pub(super) fn broadcast(&self) -> BroadcastResult {
+        BroadcastResult {
+            code: self.code,
+            data: HexBytes::default(),
+            log: self.log.clone(),
+            codespace: String::new(),
+            hash: Hash::some(self.hash),
+        }
+    }
+
+    pub(super) fn check_tx(&self) -> CheckTxResult {
+        CheckTxResult {
+            code: self.code,
+            log: self.log.clone(),
+            ..CheckTxResult::default()
+        }
+    }
+}
+
+/// The tx's bytes, or the malformed verdict on its text.
+fn tx_bytes(tx: TxText) -> Result<Vec<u8>, Check> {
+    tx.0.map_err(|reason| Check::malformed(reason, &[]))
 }
 
 /// Admits `bytes` to the mempool and, when admitted, gossips them (batched with other callers'
 /// txs by the [`Admitter`]).
-pub(super) async fn check_tx(state: &RpcState, bytes: Vec<u8>) -> Result<Check, ErrorObjectOwned> {
+pub(super) async fn admit(state: &RpcState, bytes: Vec<u8>) -> Result<Check, ErrorObjectOwned> {
     let admission = state
         .admitter
-        .admit(bytes)
+        .admit(bytes.clone())
         .await
         .map_err(|e| internal(format!("mempool check failed: {e}")))?;
-    Ok(match admission.verdict {
-        Ok(hash) => Check {
-            code: 0,
-            log: String::new(),
-            hash: Some(hash),
-        },
-        Err(reason) => Check {
-            code: reason.code(),
-            log: reason.to_string(),
-            hash: admission.hash,
-        },
+    Ok(Check::verdict(admission.verdict, &bytes))
+}
+
+pub(super) async fn check_tx(state: &RpcState, tx: TxText) -> RpcResult<CheckTxResult> {
+    let bytes = match tx_bytes(tx) {
+        Ok(bytes) => bytes,
+        Err(malformed) => return Ok(malformed.check_tx()),
+    };
+    let chain = Arc::clone(&state.ctx.chain);
+    let mempool = Arc::clone(&state.ctx.mempool);
+    let check = tokio::task::spawn_blocking(move || {
+        // The driver's lock order: the chain before the mempool.
+        let chain = chain.read();
+        let verdict = mempool.lock().check_only(&bytes, chain.state());
+        Check::verdict(verdict, &bytes)
     })
+    .await
+    .map_err(|e| internal(format!("check_tx failed: {e}")))?;
+    Ok(check.check_tx())
 }
 
-/// Decodes the `tx` param into a transaction's bytes, or the malformed verdict.
-pub(super) fn tx_param(
-    params: &Params<'static>,
-) -> Result<Result<Vec<u8>, Check>, ErrorObjectOwned> {
-    let TxParams { tx } = parse_params(params.as_str())?;
-    Ok(decode_tx_text(&tx).map_err(Check::malformed))
-}
-
-pub(super) async fn broadcast_tx_sync(
-    state: Arc<RpcState>,
-    params: Params<'static>,
-) -> MethodResult {
-    let check = match tx_param(&params)? {
-        Ok(bytes) => check_tx(&state, bytes).await?,
+pub(super) async fn broadcast_tx_sync(state: &RpcState, tx: TxText) -> RpcResult<BroadcastResult> {
+    let check = match tx_bytes(tx) {
+        Ok(bytes) => admit(state, bytes).await?,
         Err(malformed) => malformed,
     };
-    Ok(check.json())
+    Ok(check.broadcast())
 }
 
 pub(super) async fn broadcast_tx_async(
-    state: Arc<RpcState>,
-    params: Params<'static>,
-) -> MethodResult {
-    let bytes = match tx_param(&params)? {
+    state: &Arc<RpcState>,
+    tx: TxText,
+) -> RpcResult<BroadcastResult> {
+    let bytes = match tx_bytes(tx) {
         Ok(bytes) => bytes,
-        Err(malformed) => return Ok(malformed.json()),
+        Err(malformed) => return Ok(malformed.broadcast()),
     };
     let hash = match Transaction::decode(&bytes) {
         Ok(tx) => tx.hash(),
-        Err(e) => return Ok(Check::malformed(e.to_string()).json()),
+        Err(e) => return Ok(Check::malformed(e.to_string(), &bytes).broadcast()),
     };
     let Ok(permit) = Arc::clone(&state.async_checks).try_acquire_owned() else {
-        return Ok(check_tx(&state, bytes).await?.json());
+        return Ok(admit(state, bytes).await?.broadcast());
     };
-    let background = Arc::clone(&state);
+    let background = Arc::clone(state);
     tokio::spawn(async move {
-        match check_tx(&background, bytes).await {
+        match admit(&background, bytes).await {
             Ok(check) if check.code != 0 => {
                 tracing::debug!(code = check.code, log = %check.log, "async tx refused");
             }
@@ -125,40 +164,42 @@ pub(super) async fn broadcast_tx_async(
     Ok(Check {
         code: 0,
         log: String::new(),
-        hash: Some(hash),
+        hash: hash.0,
     }
-    .json())
+    .broadcast())
 }
 
 pub(super) async fn broadcast_tx_commit(
-    state: Arc<RpcState>,
-    params: Params<'static>,
-) -> MethodResult {
+    state: &RpcState,
+    tx: TxText,
+) -> RpcResult<BroadcastCommitResult> {
     // Subscribe before admitting, so a block that commits the tx at once is still seen.
     let mut events = state.ctx.events.subscribe();
-    let check = match tx_param(&params)? {
-        Ok(bytes) => check_tx(&state, bytes).await?,
+    let check = match tx_bytes(tx) {
+        Ok(bytes) => admit(state, bytes).await?,
         Err(malformed) => malformed,
     };
-    let reply = |tx_result: Value, height: u64| {
-        json!({
-            "check_tx": { "code": check.code, "log": check.log },
-            "tx_result": tx_result,
-            "hash": check.hash.map(|h| hex::encode(h.0)),
-            "height": height,
-        })
+    let reply = |tx_result: ExecTxResult, height: u64| BroadcastCommitResult {
+        check_tx: check.check_tx(),
+        tx_result,
+        hash: Hash::some(check.hash),
+        height: Int(height),
     };
-    let Some(hash) = check.hash.filter(|_| check.code == 0) else {
-        return Ok(reply(Value::Null, 0));
-    };
+    if check.code != 0 {
+        return Ok(reply(ExecTxResult::default(), 0));
+    }
+    let hash = TxHash(check.hash);
     let timeout_ms = state.ctx.config.rpc.commit_timeout_ms;
     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-    match wait_for_commit(&state, &mut events, hash, deadline).await? {
-        Some((height, code)) => Ok(reply(tx_result_json(code), height.0)),
+    match wait_for_commit(state, &mut events, hash, deadline).await? {
+        Some((height, code)) => Ok(reply(convert::exec_result(code), height.0)),
         None => Err(ErrorObjectOwned::owned(
-            COMMIT_TIMEOUT_CODE,
+            INTERNAL_ERROR_CODE,
             COMMIT_TIMEOUT_MESSAGE,
-            Some(json!({ "hash": hex::encode(hash.0), "timeout_ms": timeout_ms })),
+            Some(format!(
+                "timed out waiting for tx {} to be included in a block ({timeout_ms} ms)",
+                hex::encode_upper(hash.0)
+            )),
         )),
     }
 }
@@ -177,6 +218,7 @@ pub(super) async fn wait_for_commit(
                     return Ok(Some((height, *code)));
                 }
             }
+            Ok(Ok(_)) => {}
             // Missed events may have held the tx: ask the index.
             Ok(Err(RecvError::Lagged(_))) => {
                 if let Some(found) = committed_tx(state, hash).await? {

@@ -2,10 +2,13 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use weft_execution::{ChainId, Payload, Transaction};
+use weft_node::rpc::RpcClient;
+use weft_node::rpc::api::HashParam;
+use weft_node::rpc::api::encoding::Int;
 
-use crate::support::{TestNode, account_keys, transfer};
+use crate::support::{TestNode, account_keys, committed_ok, internal_error, transfer};
 
 const CHAIN: &str = "weft-bad-input";
 
@@ -72,22 +75,35 @@ async fn bad_rpc_input_gets_its_documented_error_and_the_node_keeps_committing()
         "oversized body: {status} {body}"
     );
 
+    // What is not there: CometBFT's -32603 "Internal error", the reason in `data`.
+    let rpc = node.client();
+    let above = node.height().await.unwrap() + 1_000;
+    let reason = internal_error(rpc.block(Some(Int(above))).await);
+    assert!(
+        reason.starts_with(&format!(
+            "height {above} must be less than or equal to the current blockchain height"
+        )),
+        "{reason}"
+    );
+    let unknown = [0x5a; 32];
+    let reason = internal_error(rpc.tx(HashParam(unknown), None).await);
+    assert_eq!(
+        reason,
+        format!("tx ({}) not found", hex::encode_upper(unknown))
+    );
+
     // Malformed tx bytes, a bad signature, a wrong chain id, a replayed nonce.
     let keys = account_keys(&node.home);
     let (alice, bob) = (&keys[0], &keys[1]);
-    let sync = |tx: String| {
-        let node = &node;
-        async move {
-            node.call("broadcast_tx_sync", &[("tx", Value::String(tx))])
-                .await
-                .unwrap()
-        }
+    let sync = |tx: Vec<u8>| {
+        let rpc = &rpc;
+        async move { rpc.broadcast_tx_sync(tx.into()).await.unwrap().code }
     };
-    assert_eq!(sync("00ff".into()).await["code"], 1, "malformed tx");
-    let mut forged = hex::decode(transfer(CHAIN, alice, 0, bob.public(), 1)).unwrap();
+    assert_eq!(sync(vec![0x00, 0xff]).await, 1, "malformed tx");
+    let mut forged = transfer(CHAIN, alice, 0, bob.public(), 1);
     let last = forged.len() - 1;
     forged[last] ^= 1;
-    assert_eq!(sync(hex::encode(forged)).await["code"], 3, "bad signature");
+    assert_eq!(sync(forged).await, 3, "bad signature");
     let other_chain = Transaction::sign(
         ChainId::new("another-chain").unwrap(),
         &alice.signing_key(),
@@ -97,50 +113,28 @@ async fn bad_rpc_input_gets_its_documented_error_and_the_node_keeps_committing()
             amount: 1,
         },
     );
-    assert_eq!(
-        sync(hex::encode(other_chain.encode())).await["code"],
-        4,
-        "wrong chain id"
-    );
-    let committed = node
-        .call(
-            "broadcast_tx_commit",
-            &[(
-                "tx",
-                Value::String(transfer(CHAIN, alice, 0, bob.public(), 1)),
-            )],
-        )
+    assert_eq!(sync(other_chain.encode()).await, 4, "wrong chain id");
+    let committed = rpc
+        .broadcast_tx_commit(transfer(CHAIN, alice, 0, bob.public(), 1).into())
         .await
         .unwrap();
-    assert_eq!(committed["tx_result"]["code"], 0, "{committed}");
+    assert!(committed_ok(&committed), "{committed:?}");
     assert_eq!(
-        sync(transfer(CHAIN, alice, 0, bob.public(), 2)).await["code"],
+        sync(transfer(CHAIN, alice, 0, bob.public(), 2)).await,
         5,
         "replayed nonce"
     );
 
     // A full mempool: future nonces wait in it (the size is 2).
-    assert_eq!(
-        sync(transfer(CHAIN, bob, 5, alice.public(), 1)).await["code"],
-        0
-    );
-    assert_eq!(
-        sync(transfer(CHAIN, bob, 6, alice.public(), 1)).await["code"],
-        0
-    );
+    assert_eq!(sync(transfer(CHAIN, bob, 5, alice.public(), 1)).await, 0);
+    assert_eq!(sync(transfer(CHAIN, bob, 6, alice.public(), 1)).await, 0);
     let full = sync(transfer(CHAIN, bob, 7, alice.public(), 1)).await;
-    assert_eq!(full["code"], 7, "mempool full: {full}");
+    assert_eq!(full, 7, "mempool full");
 
     // And the node keeps committing.
     let height = node.height().await.unwrap();
     node.wait_height(height + 3).await;
-    let account = node
-        .call(
-            "account",
-            &[("address", json!(hex::encode(alice.public())))],
-        )
-        .await
-        .unwrap();
-    assert_eq!(account["nonce"], 1);
+    let account = rpc.account(HashParam(alice.public())).await.unwrap();
+    assert_eq!(account.nonce.0, 1);
     assert!(node.stop());
 }

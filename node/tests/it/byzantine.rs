@@ -1,42 +1,24 @@
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use weft_node::rpc::RpcClient;
 
 use crate::support::{DEADLINE, TestNode, account_keys, network, transfer};
 
 /// Sends transfers to node 0 in the background, so that blocks carry txs to lie about.
 fn keep_sending(node: &TestNode, chain: &'static str) -> tokio::task::JoinHandle<()> {
     let keys = account_keys(&node.home);
-    let port = node.rpc_port;
+    let client = node.client();
     tokio::spawn(async move {
-        let client = jsonrpsee::http_client::HttpClientBuilder::default()
-            .build(format!("http://127.0.0.1:{port}"))
-            .unwrap();
         let mut nonce = 0;
         loop {
             for pair in 0..2 {
                 let tx = transfer(chain, &keys[pair], nonce, keys[pair + 2].public(), 1);
-                let mut params = jsonrpsee::core::params::ObjectParams::new();
-                params.insert("tx", Value::String(tx)).unwrap();
-                let _: Result<Value, _> =
-                    jsonrpsee::core::client::ClientT::request(&client, "broadcast_tx_sync", params)
-                        .await;
+                let _ = client.broadcast_tx_sync(tx.into()).await;
             }
             nonce += 1;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
-}
-
-async fn proposer_at(node: &TestNode, height: u64) -> String {
-    let block = node
-        .call("block", &[("height", json!(height))])
-        .await
-        .unwrap();
-    block["block"]["header"]["proposer"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,23 +34,20 @@ async fn a_lying_proposer_never_gets_its_block_committed() {
     nodes[0].wait_height(2).await;
     let sender = keep_sending(&nodes[0], "weft-liar");
     let start = nodes[0].height().await.unwrap();
-    let liar = hex::encode(nodes[3].validator_key().public());
+    let liar = nodes[3].validator_key().public();
     nodes[0].wait_height(start + 16).await;
     sender.abort();
     // Every committed block passed the honest validators' checks; the liar's turns moved on to
     // a later round with another proposer.
     let mut honest_blocks = 0;
     for height in start..start + 16 {
-        let proposer = proposer_at(&nodes[0], height).await;
-        let block = nodes[0]
-            .call("block", &[("height", json!(height))])
-            .await
-            .unwrap();
-        let txs = block["block"]["num_txs"].as_u64().unwrap_or(0);
+        let block = nodes[0].block(height).await.block.unwrap();
+        let proposer = &block.header.proposer_pub_key.0;
+        let txs = block.data.txs.len();
         // Every block with a tx has a write to under-declare, so every such block is a lie.
         assert!(
-            proposer != liar || txs == 0,
-            "height {height}: the liar's block with {txs} txs was committed: {block}"
+            *proposer != liar || txs == 0,
+            "height {height}: the liar's block with {txs} txs was committed: {block:?}"
         );
         honest_blocks += u64::from(txs > 0);
     }
@@ -91,19 +70,19 @@ async fn an_equivocators_evidence_is_committed() {
     for node in &mut nodes {
         node.start();
     }
-    let culprit = hex::encode(nodes[3].validator_key().public());
+    let culprit = nodes[3].validator_key().public();
     let until = Instant::now() + DEADLINE;
     let mut height = 1;
-    'search: loop {
+    loop {
         nodes[0].wait_height(height).await;
-        let block = nodes[0]
-            .call("block", &[("height", json!(height))])
-            .await
-            .unwrap();
-        for evidence in block["block"]["evidence"].as_array().into_iter().flatten() {
-            if evidence.to_string().contains(&culprit) {
-                break 'search;
-            }
+        let block = nodes[0].block(height).await.block.unwrap();
+        if block
+            .evidence
+            .weft
+            .iter()
+            .any(|evidence| evidence.validator_pub_key.0 == culprit)
+        {
+            break;
         }
         assert!(
             Instant::now() < until,

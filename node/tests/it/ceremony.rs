@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 use weft_node::config::Home;
 use weft_node::guard::SignGuard;
+use weft_node::rpc::RpcClient;
 
 use crate::support::{TestNode, WEFT, free_port};
 
@@ -248,18 +249,12 @@ async fn operators_form_a_network_from_public_keys_and_a_full_node_joins_later()
         "{}",
         full.log_tail()
     );
-    let status = full.call("status", &[]).await.unwrap();
-    assert_eq!(status["validator_info"]["voting_power"], 0, "{status}");
+    let status = full.client().status().await.unwrap();
+    assert_eq!(status.validator_info.voting_power.0, 0, "{status:?}");
     for height in [1, target] {
-        let theirs = nodes[0]
-            .call("block", &[("height", height.into())])
-            .await
-            .unwrap();
-        let ours = full
-            .call("block", &[("height", height.into())])
-            .await
-            .unwrap();
-        assert_eq!(ours["block_id"], theirs["block_id"], "height {height}");
+        let theirs = nodes[0].block(height).await;
+        let ours = full.block(height).await;
+        assert_eq!(ours.block_id, theirs.block_id, "height {height}");
     }
     // It follows: new heights reach it as the validators decide them.
     full.wait_height(nodes[0].height().await.unwrap() + 3).await;
@@ -287,10 +282,10 @@ async fn operators_form_a_network_from_public_keys_and_a_full_node_joins_later()
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
-    let peers = nodes[0].call("net_info", &[]).await.unwrap();
+    let peers = nodes[0].client().net_info().await.unwrap();
     assert_eq!(
-        peers["n_peers"], 4,
-        "3 validators and the full node: {peers}"
+        peers.n_peers.0, 4,
+        "3 validators and the full node: {peers:?}"
     );
 
     // The full node never signed anything.

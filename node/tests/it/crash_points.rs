@@ -17,16 +17,19 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use jsonrpsee::http_client::HttpClient;
 use parking_lot::Mutex;
-use serde_json::{Value, json};
 use weft_consensus::Height;
 use weft_execution::TxHash;
 use weft_genesis::Genesis;
 use weft_node::chain::Chain;
 use weft_node::config::Config;
 use weft_node::crashpoint::CRASH_EXIT_CODE;
+use weft_node::rpc::RpcClient;
+use weft_node::rpc::api::HashParam;
+use weft_node::rpc::api::encoding::Int;
 
-use crate::support::{DEADLINE, TestNode, account_keys, network, transfer};
+use crate::support::{DEADLINE, TestNode, account_keys, committed_ok, network, transfer};
 
 const CHAIN: &str = "weft-crash";
 const TARGET: usize = 3;
@@ -76,7 +79,7 @@ const QUORUM_CRITICAL: [&str; 12] = [
 ];
 
 /// Txs the load saw committed, by hash, with their height.
-type Committed = Arc<Mutex<Vec<(String, u64)>>>;
+type Committed = Arc<Mutex<Vec<([u8; 32], u64)>>>;
 
 /// One sender per live node: transfers through `broadcast_tx_commit`, one after another.
 fn start_load(nodes: &[TestNode]) -> (Committed, Vec<tokio::task::JoinHandle<()>>) {
@@ -91,31 +94,19 @@ fn start_load(nodes: &[TestNode]) -> (Committed, Vec<tokio::task::JoinHandle<()>
         let client = node.client();
         let committed = Arc::clone(&committed);
         tasks.push(tokio::spawn(async move {
-            use jsonrpsee::core::client::ClientT;
             let mut nonce = 0;
             loop {
-                let mut params = jsonrpsee::core::params::ObjectParams::new();
-                params
-                    .insert("tx", transfer(CHAIN, &key, nonce, to, 1))
-                    .unwrap();
-                match client
-                    .request::<Value, _>("broadcast_tx_commit", params)
-                    .await
-                {
-                    Ok(result) if result["tx_result"]["code"] == 0 => {
-                        let hash = result["hash"].as_str().unwrap().to_owned();
-                        let height = result["height"].as_u64().unwrap();
-                        committed.lock().push((hash, height));
+                let tx = transfer(CHAIN, &key, nonce, to, 1);
+                match client.broadcast_tx_commit(tx.into()).await {
+                    Ok(result) if committed_ok(&result) => {
+                        let hash = result.hash.require("hash").unwrap();
+                        committed.lock().push((hash, result.height.0));
                         nonce += 1;
                     }
                     // A timeout leaves the nonce in doubt: ask the chain.
                     _ => {
-                        let mut params = jsonrpsee::core::params::ObjectParams::new();
-                        params.insert("address", hex::encode(key.public())).unwrap();
-                        if let Ok(account) = client.request::<Value, _>("account", params).await
-                            && let Some(n) = account["nonce"].as_u64()
-                        {
-                            nonce = n;
+                        if let Ok(account) = client.account(HashParam(key.public())).await {
+                            nonce = account.nonce.0;
                         }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
@@ -128,21 +119,18 @@ fn start_load(nodes: &[TestNode]) -> (Committed, Vec<tokio::task::JoinHandle<()>
 
 /// Block hashes of a live node, fetched once per height.
 struct Reference {
-    client: jsonrpsee::http_client::HttpClient,
-    hashes: HashMap<u64, String>,
+    client: HttpClient,
+    hashes: HashMap<u64, [u8; 32]>,
 }
 
 impl Reference {
-    async fn hash(&mut self, height: u64) -> String {
-        use jsonrpsee::core::client::ClientT;
+    async fn hash(&mut self, height: u64) -> [u8; 32] {
         if let Some(hash) = self.hashes.get(&height) {
-            return hash.clone();
+            return *hash;
         }
-        let mut params = jsonrpsee::core::params::ObjectParams::new();
-        params.insert("height", height).unwrap();
-        let block: Value = self.client.request("block", params).await.unwrap();
-        let hash = block["block_id"]["hash"].as_str().unwrap().to_owned();
-        self.hashes.insert(height, hash.clone());
+        let block = self.client.block(Some(Int(height))).await.unwrap();
+        let hash = block.block_id.hash.require("block_id.hash").unwrap();
+        self.hashes.insert(height, hash);
         hash
     }
 }
@@ -174,7 +162,7 @@ async fn check_store(
             .unwrap()
             .unwrap_or_else(|| panic!("after {point}: block {h} is missing"));
         assert_eq!(
-            hex::encode(block.hash.0),
+            block.hash.0,
             reference.hash(h).await,
             "after {point}: block {h} differs from the other nodes'"
         );
@@ -183,15 +171,15 @@ async fn check_store(
             "after {point}: block {h} holds evidence"
         );
     }
-    let txs: Vec<(String, u64)> = committed.lock().clone();
+    let txs: Vec<([u8; 32], u64)> = committed.lock().clone();
     let mut checked = 0;
     for (hash, at) in txs.iter().filter(|(_, at)| *at <= height) {
-        let bytes: [u8; 32] = hex::decode(hash).unwrap().try_into().unwrap();
-        let location = chain.tx(&TxHash(bytes)).unwrap();
+        let location = chain.tx(&TxHash(*hash)).unwrap();
         assert_eq!(
             location.map(|l| l.height.0),
             Some(*at),
-            "after {point}: tx {hash} committed at {at} is not indexed there"
+            "after {point}: tx {} committed at {at} is not indexed there",
+            hex::encode_upper(hash)
         );
         checked += 1;
     }
@@ -337,9 +325,8 @@ async fn a_validator_stopped_at_every_kind_of_durable_write_loses_nothing_and_ne
     let goal = max_height(&live[..2]).await + 3;
     target.wait_height(goal).await;
     for h in stored.saturating_sub(10).max(1)..=goal {
-        let block = target.call("block", &[("height", json!(h))]).await.unwrap();
         assert_eq!(
-            block["block_id"]["hash"].as_str().unwrap(),
+            target.block_hash(h).await,
             reference.hash(h).await,
             "height {h}"
         );
@@ -359,11 +346,9 @@ async fn a_validator_stopped_at_every_kind_of_durable_write_loses_nothing_and_ne
         node.wait_height(goal).await;
     }
     for (i, node) in nodes.iter().enumerate() {
-        let state = node.call("consensus_state", &[]).await.unwrap();
-        assert!(
-            state["evidence"].as_array().is_none_or(|e| e.is_empty()),
-            "node {i} holds evidence: {state}"
-        );
+        let state = node.client().dump_consensus_state().await.unwrap();
+        let evidence = state.round_state.evidence;
+        assert!(evidence.is_empty(), "node {i} holds evidence: {evidence:?}");
     }
     let until = Instant::now() + DEADLINE;
     for node in &mut nodes {

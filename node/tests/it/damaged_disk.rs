@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use weft_node::rpc::RpcClient;
 
-use crate::support::{DEADLINE, TestNode, WEFT, account_keys, transfer};
+use crate::support::{DEADLINE, TestNode, WEFT, account_keys, committed_ok, transfer};
 
 const CHAIN: &str = "weft-disk";
 
@@ -19,7 +19,7 @@ fn data_dir(node: &TestNode) -> PathBuf {
 }
 
 /// One node that committed a few txs, stopped cleanly: its height then, and its block hashes.
-async fn committed_node(dir: &Path) -> (TestNode, u64, Vec<String>) {
+async fn committed_node(dir: &Path) -> (TestNode, u64, Vec<[u8; 32]>) {
     let mut node = TestNode::init(&dir.join("home"), CHAIN, "solo");
     node.configure(|config| config.consensus.timeout_commit_ms = Some(20));
     node.start();
@@ -27,11 +27,8 @@ async fn committed_node(dir: &Path) -> (TestNode, u64, Vec<String>) {
     let keys = account_keys(&node.home);
     for nonce in 0..4 {
         let tx = transfer(CHAIN, &keys[0], nonce, keys[1].public(), 5);
-        let result = node
-            .call("broadcast_tx_commit", &[("tx", Value::String(tx))])
-            .await
-            .unwrap();
-        assert_eq!(result["tx_result"]["code"], 0, "{result}");
+        let result = node.client().broadcast_tx_commit(tx.into()).await.unwrap();
+        assert!(committed_ok(&result), "{result:?}");
     }
     let height = node.height().await.unwrap() + 3;
     node.wait_height(height).await;
@@ -41,11 +38,10 @@ async fn committed_node(dir: &Path) -> (TestNode, u64, Vec<String>) {
 }
 
 /// The block hashes of heights 1..=top as the node serves them.
-async fn block_hashes(node: &TestNode, top: u64) -> Vec<String> {
+async fn block_hashes(node: &TestNode, top: u64) -> Vec<[u8; 32]> {
     let mut hashes = Vec::new();
     for h in 1..=top {
-        let block = node.call("block", &[("height", json!(h))]).await.unwrap();
-        hashes.push(block["block_id"]["hash"].as_str().unwrap().to_owned());
+        hashes.push(node.block_hash(h).await);
     }
     hashes
 }

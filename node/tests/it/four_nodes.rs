@@ -1,20 +1,17 @@
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use weft_node::rpc::RpcClient;
+use weft_node::rpc::api::HashParam;
+use weft_node::rpc::api::encoding::{Hash, HexBytes, Int};
 
-use crate::support::{DEADLINE, TestNode, account_keys, network, transfer};
+use crate::support::{DEADLINE, TestNode, account_keys, committed_ok, network, transfer};
 
 const CHAIN: &str = "weft-four";
 
-async fn block_at(node: &TestNode, height: u64) -> Option<(Value, Value)> {
-    let block = node
-        .call("block", &[("height", json!(height))])
-        .await
-        .ok()?;
-    Some((
-        block["block_id"]["hash"].clone(),
-        block["block"]["header"]["state_root"].clone(),
-    ))
+/// The block's hash and its state root (`app_hash`).
+async fn block_at(node: &TestNode, height: u64) -> Option<(Hash, HexBytes)> {
+    let result = node.client().block(Some(Int(height))).await.ok()?;
+    Some((result.block_id.hash, result.block?.header.app_hash))
 }
 
 /// Every node holds the same hash and state root at every height up to `height`.
@@ -47,16 +44,17 @@ async fn four_validators_agree_and_a_killed_one_catches_up() {
     let keys = account_keys(&nodes[0].home);
     let tx = transfer(CHAIN, &keys[0], 0, keys[1].public(), 7);
     let result = nodes[0]
-        .call("broadcast_tx_commit", &[("tx", Value::String(tx))])
+        .client()
+        .broadcast_tx_commit(tx.into())
         .await
         .unwrap();
-    assert_eq!(result["tx_result"]["code"], 0, "{result}");
-    let hash = result["hash"].clone();
-    let height = result["height"].as_u64().unwrap();
+    assert!(committed_ok(&result), "{result:?}");
+    let hash = HashParam(result.hash.require("hash").unwrap());
+    let height = result.height.0;
     for node in &nodes {
         node.wait_height(height).await;
-        let found = node.call("tx", &[("hash", hash.clone())]).await.unwrap();
-        assert_eq!(found["height"].as_u64(), Some(height), "{found}");
+        let found = node.client().tx(hash, None).await.unwrap();
+        assert_eq!(found.height.0, height, "{found:?}");
     }
 
     // Kill node 3; the others go on; it restarts, syncs and rejoins. The others go on far
@@ -91,11 +89,9 @@ async fn four_validators_agree_and_a_killed_one_catches_up() {
     );
     // No evidence names the restarted validator: it never signed twice.
     for (i, node) in nodes.iter().enumerate() {
-        let state = node.call("consensus_state", &[]).await.unwrap();
-        assert!(
-            state["evidence"].as_array().is_none_or(|e| e.is_empty()),
-            "node {i} holds evidence: {state}"
-        );
+        let state = node.client().dump_consensus_state().await.unwrap();
+        let evidence = state.round_state.evidence;
+        assert!(evidence.is_empty(), "node {i} holds evidence: {evidence:?}");
     }
     for node in &mut nodes {
         assert!(

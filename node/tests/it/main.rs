@@ -7,6 +7,9 @@
 //! - `bad_input`: malformed JSON, unknown methods, wrong params, oversized bodies, malformed
 //!   txs, bad signatures, wrong chain ids, replayed nonces and a full mempool each get their
 //!   documented error, and the node keeps committing.
+//! - `cometbft_client`: tendermint-rs's own RPC client (HTTP and WebSocket, CompatMode
+//!   v0.38) decodes every method Weft serves under load; CometBFT's URI GETs, route list and
+//!   errors answer as CometBFT's do.
 //! - `ceremony`: operators form a network with the CLI from public keys only; a full node
 //!   joins later by DNS names and follows without signing; other networks are refused.
 //! - `byzantine`: a lying proposer's blocks are never committed; an equivocator's evidence
@@ -15,8 +18,9 @@
 //!   batch, block-sync store), under load, loses nothing, never signs twice, and rejoins.
 //! - `damaged_disk`: a torn or overwritten WAL tail is cut and the node carries on; a damaged
 //!   chain database is refused with an error naming it, or used only if provably intact.
-//! - `rpc_abuse`: nested JSON, huge batches, slowloris and excess connections are bounded, and
-//!   the node keeps committing.
+//! - `rpc_abuse`: nested JSON, huge batches, slowloris, excess connections, excess WebSocket
+//!   subscriptions and a subscriber that stops reading are bounded, and the node keeps
+//!   committing.
 //! - `validator_set`: validators join, change power and leave while the chain runs under
 //!   load; a node restarts mid-change; a fresh node block-syncs across every change.
 //! - `test_hooks`: a plain build leaves the test switches out; the tests' builds have them.
@@ -27,6 +31,7 @@
 mod bad_input;
 mod byzantine;
 mod ceremony;
+mod cometbft_client;
 mod crash_points;
 mod damaged_disk;
 mod four_nodes;

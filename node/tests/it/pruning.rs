@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use serde_json::json;
 use weft_consensus::Height;
 use weft_execution::{Address, ChainId, Payload, Transaction};
 use weft_genesis::{ConsensusParams, Genesis};
-
 use weft_node::fixture::dir_size;
+use weft_node::rpc::RpcClient;
+use weft_node::rpc::api::encoding::Int;
 
-use crate::support::{DEADLINE, grow_chain, network_at, status_number};
+use crate::support::{DEADLINE, grow_chain, internal_error, network_at};
 
 const CHAIN: &str = "weft-pruning";
 const RETAIN: u64 = 1_000;
@@ -164,15 +164,14 @@ async fn pruned_validators_serve_recent_blocks_and_a_lagging_node_catches_up() {
     let until = Instant::now() + DEADLINE;
     let mut seen_catching_up = false;
     loop {
-        let (Some(status), Some(network)) = (
-            nodes[3].call("status", &[]).await.ok(),
-            nodes[0].height().await,
-        ) else {
+        let (Ok(status), Some(network)) =
+            (nodes[3].client().status().await, nodes[0].height().await)
+        else {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
-        let height = status_number(&status, "sync_info", "latest_block_height").unwrap();
-        let catching_up = status["sync_info"]["catching_up"] == json!(true);
+        let height = status.sync_info.latest_block_height.0;
+        let catching_up = status.sync_info.catching_up;
         if height + 100 >= network {
             break;
         }
@@ -189,15 +188,13 @@ async fn pruned_validators_serve_recent_blocks_and_a_lagging_node_catches_up() {
     assert!(seen_catching_up, "node 3 never said it was catching up");
     let until = Instant::now() + DEADLINE;
     let latest = loop {
-        let status = nodes[0].call("status", &[]).await.ok();
-        let earliest = status
-            .as_ref()
-            .and_then(|s| status_number(s, "sync_info", "earliest_block_height"))
-            .unwrap_or(0);
-        let latest = status
-            .as_ref()
-            .and_then(|s| status_number(s, "sync_info", "latest_block_height"))
-            .unwrap_or(0);
+        let (earliest, latest) = match nodes[0].client().status().await {
+            Ok(status) => (
+                status.sync_info.earliest_block_height.0,
+                status.sync_info.latest_block_height.0,
+            ),
+            Err(_) => (0, 0),
+        };
         if earliest > top - RETAIN && earliest + RETAIN > latest {
             break latest;
         }
@@ -208,23 +205,13 @@ async fn pruned_validators_serve_recent_blocks_and_a_lagging_node_catches_up() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let error = nodes[0]
-        .call("block", &[("height", json!(1))])
-        .await
-        .unwrap_err();
+    let reason = internal_error(nodes[0].client().block(Some(Int(1))).await);
     assert!(
-        error.contains("height 1 is not available, lowest height is"),
-        "{error}"
+        reason.starts_with("height 1 is not available, lowest height is"),
+        "{reason}"
     );
-    let recent = nodes[0]
-        .call("block", &[("height", json!(latest - 10))])
-        .await
-        .unwrap();
-    assert_eq!(
-        recent["block"]["header"]["height"],
-        json!(latest - 10),
-        "{recent}"
-    );
+    let recent = nodes[0].block(latest - 10).await.block.unwrap();
+    assert_eq!(recent.header.height.0, latest - 10, "{recent:?}");
     // The lagging node caught up from the pruned peers and votes with them.
     let network = nodes[0].height().await.unwrap();
     nodes[3].wait_height(network + 5).await;

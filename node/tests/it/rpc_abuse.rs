@@ -1,13 +1,18 @@
 //! RPC abuse against a real `weft` node: deeply nested JSON, huge batches, slowloris
-//! connections, and more connections than the limit. Each is bounded (answered with its
-//! documented error, or closed), other clients are served meanwhile, and the node keeps
-//! committing throughout and after.
+//! connections, more connections than the limit, more WebSocket subscriptions than the limit,
+//! and a subscriber that stops reading. Each is bounded (answered with its documented error,
+//! or closed), other clients are served meanwhile, and the node keeps committing throughout
+//! and after.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use weft_node::rpc::{EventStream, SUBSCRIPTIONS_PER_CONNECTION_MAX};
 
 use crate::support::{DEADLINE, TestNode};
 
@@ -380,5 +385,123 @@ async fn slowloris_connections_are_dropped_and_others_served() {
     }
     let after = wait_above(port, during);
     node.wait_height(after + 2).await;
+    assert!(node.stop());
+}
+
+/// The receive buffer of the subscriber that stops reading: small, so that the node's writes
+/// to it stall soon after it stops.
+const STALLED_RECEIVE_BUFFER_BYTES: u32 = 4 * 1024;
+
+/// A WebSocket connection to the node's `/websocket`, its socket's receive buffer set if given.
+async fn websocket(
+    addr: &str,
+    receive_buffer_bytes: Option<u32>,
+) -> WebSocketStream<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(bytes) = receive_buffer_bytes {
+        socket.set_recv_buffer_size(bytes).unwrap();
+    }
+    let stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+    let url = format!("ws://{addr}/websocket");
+    tokio_tungstenite::client_async(url, stream)
+        .await
+        .unwrap()
+        .0
+}
+
+/// The answer to request `id`, skipping the events before it (an event carries the id of its
+/// subscription's request, and never comes before that request's answer).
+async fn answer_to(socket: &mut WebSocketStream<tokio::net::TcpStream>, id: u64) -> Value {
+    loop {
+        let message = tokio::time::timeout(DEADLINE, socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("no answer to request {id}"))
+            .unwrap()
+            .unwrap();
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let answer: Value = serde_json::from_str(text.as_str()).unwrap();
+        if answer["id"] == json!(id) {
+            return answer;
+        }
+    }
+}
+
+/// One connection holds at most 16 subscriptions, the 17th refused with CometBFT's error; a
+/// subscriber that stops reading is dropped, while a subscriber that reads receives every
+/// block and the node commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_subscriptions_are_bounded_and_a_subscriber_that_stops_reading_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = started(dir.path(), |config| {
+        config.rpc.write_stall_timeout_ms = SLOW_TIMEOUT_MS;
+    })
+    .await;
+    let addr = node.rpc_addr();
+    let limit = SUBSCRIPTIONS_PER_CONNECTION_MAX as u64;
+
+    // Distinct queries; past height 16 each matches every block.
+    let mut hog = websocket(&addr, Some(STALLED_RECEIVE_BUFFER_BYTES)).await;
+    for id in 0..=limit {
+        let query = format!("tm.event='NewBlock' AND block.height > {id}");
+        let request = json!({
+            "jsonrpc": "2.0", "id": id, "method": "subscribe", "params": {"query": query},
+        });
+        hog.send(Message::text(request.to_string())).await.unwrap();
+        let answer = answer_to(&mut hog, id).await;
+        if id < limit {
+            assert_eq!(answer["result"], json!({}), "subscription {id}: {answer}");
+        } else {
+            assert_eq!(answer["error"]["code"], -32603, "{answer}");
+            assert_eq!(
+                answer["error"]["data"],
+                format!("max_subscriptions_per_client {limit} reached"),
+                "{answer}"
+            );
+        }
+    }
+
+    // From here the hog reads nothing; it pings once per block the reader receives, until a
+    // ping fails because the node closed the connection. The pings keep it from being idle,
+    // so only its not reading can get it dropped.
+    let mut reader = EventStream::subscribe(&addr, "tm.event='NewBlock'")
+        .await
+        .unwrap();
+    let (mut hog_pings, hog_unread) = hog.split();
+    let until = Instant::now() + DEADLINE;
+    let (mut last, mut blocks) = (None, 0);
+    loop {
+        let event = tokio::time::timeout(DEADLINE, reader.next_block())
+            .await
+            .expect("the reading subscriber stopped receiving blocks")
+            .unwrap();
+        let height = event.block.header.height.0;
+        if let Some(last) = last {
+            assert_eq!(height, last + 1, "the reading subscriber missed a block");
+        }
+        last = Some(height);
+        blocks += 1;
+        if hog_pings
+            .send(Message::Ping(Default::default()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "a subscriber that stopped reading was never dropped"
+        );
+    }
+    drop(hog_unread);
+    eprintln!("the subscriber that stopped reading was dropped within {blocks} blocks");
+
+    // The node goes on, and a new connection subscribes again.
+    let mut again = EventStream::subscribe(&addr, "tm.event='NewBlock'")
+        .await
+        .unwrap();
+    let next = again.next_block().await.unwrap().block.header.height.0;
+    node.wait_height(next + 2).await;
     assert!(node.stop());
 }

@@ -6,20 +6,23 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use weft_consensus::Height;
 use weft_execution::{Address, ChainId, Payload, Transaction};
+use weft_node::rpc::RpcClient;
+use weft_node::rpc::api::HashParam;
+use weft_node::rpc::api::encoding::Int;
+use weft_node::rpc::api::types::AccountResult;
 
-use crate::support::{DEADLINE, account_keys, full_node, grow_chain, network_at, status_number};
+use crate::support::{
+    DEADLINE, TestNode, account_keys, full_node, grow_chain, internal_error, network_at,
+};
 
 const CHAIN: &str = "weft-state-sync";
 const HEIGHTS: u64 = 20_000;
 const SNAPSHOT_INTERVAL: u64 = 50;
 
-async fn account(node: &crate::support::TestNode, address: &str) -> Value {
-    node.call("account", &[("address", json!(address))])
-        .await
-        .unwrap()
+async fn account(node: &TestNode, address: [u8; 32]) -> AccountResult {
+    node.client().account(HashParam(address)).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,11 +78,7 @@ async fn a_new_node_state_syncs_a_long_chain_survives_a_crash_mid_restore_and_fo
     }
 
     // The operator reads a trusted hash from a validator they trust.
-    let trusted = nodes[0]
-        .call("block", &[("height", json!(10_000))])
-        .await
-        .unwrap();
-    let trust_hash = trusted["block_id"]["hash"].as_str().unwrap().to_owned();
+    let trust_hash = hex::encode_upper(nodes[0].block_hash(10_000).await);
     let mut joiner = full_node(&dir.path().join("joiner"), CHAIN, &nodes);
     joiner.configure(|config| {
         config.statesync.enable = true;
@@ -116,11 +115,11 @@ async fn a_new_node_state_syncs_a_long_chain_survives_a_crash_mid_restore_and_fo
     let started = Instant::now();
     joiner.start();
     joiner.wait_rpc().await;
-    let status = joiner.call("status", &[]).await.unwrap();
-    let earliest = status_number(&status, "sync_info", "earliest_block_height").unwrap();
+    let status = joiner.client().status().await.unwrap();
+    let earliest = status.sync_info.earliest_block_height.0;
     assert!(
         earliest >= first_snapshot && earliest.is_multiple_of(SNAPSHOT_INTERVAL),
-        "restored from snapshot {earliest}: {status}"
+        "restored from snapshot {earliest}: {status:?}"
     );
     let log = std::fs::read_to_string(joiner.log_path()).unwrap();
     assert!(
@@ -132,49 +131,32 @@ async fn a_new_node_state_syncs_a_long_chain_survives_a_crash_mid_restore_and_fo
     let network = nodes[0].height().await.unwrap();
     joiner.wait_height(network + 20).await;
     let synced_in = started.elapsed();
-    assert!(
-        status_number(
-            &joiner.call("status", &[]).await.unwrap(),
-            "sync_info",
-            "latest_block_height"
-        )
-        .unwrap()
-            > earliest
-    );
+    assert!(joiner.height().await.unwrap() > earliest);
     let check = network + 10;
     for node in &nodes {
         node.wait_height(check).await;
     }
-    let root = |block: Value| block["block"]["header"]["state_root"].clone();
-    let theirs = nodes[1]
-        .call("block", &[("height", json!(check))])
-        .await
-        .unwrap();
-    let mine = joiner
-        .call("block", &[("height", json!(check))])
-        .await
-        .unwrap();
-    assert_eq!(root(mine), root(theirs));
+    let theirs = nodes[1].block(check).await;
+    let mine = joiner.block(check).await;
+    assert_eq!(mine.block_id, theirs.block_id);
+    let root = |result: &weft_node::rpc::api::types::BlockResult| {
+        result.block.as_ref().map(|b| b.header.app_hash.clone())
+    };
+    assert_eq!(root(&mine), root(&theirs));
     for key in &keys[..2] {
-        let address = hex::encode(key.public());
         assert_eq!(
-            account(&joiner, &address).await["balance"],
-            account(&nodes[2], &address).await["balance"]
+            account(&joiner, key.public()).await.balance,
+            account(&nodes[2], key.public()).await.balance
         );
     }
-    let sender = account(&joiner, &hex::encode(keys[0].public())).await;
-    assert_eq!(sender["nonce"], json!(HEIGHTS / 500), "{sender}");
+    let sender = account(&joiner, keys[0].public()).await;
+    assert_eq!(sender.nonce.0, HEIGHTS / 500, "{sender:?}");
 
     // Heights below the snapshot are not there, and RPC says so as CometBFT does.
-    let error = joiner
-        .call("block", &[("height", json!(100))])
-        .await
-        .unwrap_err();
-    assert!(
-        error.contains(&format!(
-            "height 100 is not available, lowest height is {earliest}"
-        )),
-        "{error}"
+    let reason = internal_error(joiner.client().block(Some(Int(100))).await);
+    assert_eq!(
+        reason,
+        format!("height 100 is not available, lowest height is {earliest}")
     );
     let metrics = reqwest_metrics(&joiner).await;
     assert!(
@@ -188,7 +170,7 @@ async fn a_new_node_state_syncs_a_long_chain_survives_a_crash_mid_restore_and_fo
 }
 
 /// The node's `/metrics` text.
-async fn reqwest_metrics(node: &crate::support::TestNode) -> String {
+async fn reqwest_metrics(node: &TestNode) -> String {
     let config = weft_node::config::Config::load(&node.home.config()).unwrap();
     let addr = config.metrics.laddr;
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();

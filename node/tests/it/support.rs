@@ -1,18 +1,19 @@
-//! Real `weft` processes on loopback: homes, genesis for N validators, start/kill/restart, and a
-//! JSON-RPC client.
+//! Real `weft` processes on loopback: homes, genesis for N validators, start/kill/restart, and
+//! the node's typed RPC client (`weft_node::rpc::RpcClient`).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jsonrpsee::core::client::ClientT;
-use jsonrpsee::core::params::ObjectParams;
+use jsonrpsee::core::ClientError;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
-use serde_json::Value;
 use weft_execution::{ChainId, Payload, Transaction};
 use weft_genesis::{ConsensusParams, Genesis, SecretKey, read_key_file};
 use weft_node::config::{Config, Home};
+use weft_node::rpc::api::encoding::Int;
+use weft_node::rpc::api::types::{BlockResult, BroadcastCommitResult};
+use weft_node::rpc::{INTERNAL_ERROR_CODE, RpcClient};
 
 pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -140,6 +141,7 @@ impl TestNode {
         }
     }
 
+    /// The node's RPC: call the methods of [`RpcClient`] on it.
     pub fn client(&self) -> HttpClient {
         HttpClientBuilder::default()
             .request_timeout(Duration::from_secs(30))
@@ -147,29 +149,38 @@ impl TestNode {
             .unwrap()
     }
 
-    pub async fn call(&self, method: &str, params: &[(&str, Value)]) -> Result<Value, String> {
-        let mut object = ObjectParams::new();
-        for (name, value) in params {
-            object.insert(name, value.clone()).unwrap();
-        }
-        self.client()
-            .request::<Value, _>(method, object)
-            .await
-            .map_err(|e| e.to_string())
+    /// `host:port` of the RPC, as [`weft_node::rpc::EventStream::subscribe`] takes it.
+    pub fn rpc_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.rpc_port)
     }
 
     pub async fn height(&self) -> Option<u64> {
-        let status = self.call("status", &[]).await.ok()?;
-        let height = &status["sync_info"]["latest_block_height"];
-        height
-            .as_u64()
-            .or_else(|| height.as_str().and_then(|s| s.parse().ok()))
+        let status = self.client().status().await.ok()?;
+        Some(status.sync_info.latest_block_height.0)
+    }
+
+    /// The block at `height`, which the node must hold.
+    pub async fn block(&self, height: u64) -> BlockResult {
+        self.client()
+            .block(Some(Int(height)))
+            .await
+            .unwrap_or_else(|e| panic!("block {height}: {e}"))
+    }
+
+    /// The hash of the block at `height`, which the node must hold.
+    pub async fn block_hash(&self, height: u64) -> [u8; 32] {
+        self.block(height)
+            .await
+            .block_id
+            .hash
+            .require("block_id.hash")
+            .unwrap()
     }
 
     /// Waits until RPC answers `status`.
     pub async fn wait_rpc(&self) {
         let until = Instant::now() + DEADLINE;
-        while self.call("status", &[]).await.is_err() {
+        while self.client().status().await.is_err() {
             assert!(
                 Instant::now() < until,
                 "RPC never answered; log:\n{}",
@@ -285,12 +296,27 @@ pub fn grow_chain(
     top.0
 }
 
-/// A status field as a number (CometBFT writes heights as strings).
-pub fn status_number(status: &Value, section: &str, field: &str) -> Option<u64> {
-    let value = &status[section][field];
-    value
-        .as_u64()
-        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+/// The reason CometBFT gives in `data` for a call refused with -32603 "Internal error"; panics
+/// on a result or any other failure.
+pub fn internal_error<T: std::fmt::Debug>(result: Result<T, ClientError>) -> String {
+    let error = match result {
+        Err(ClientError::Call(error)) => error,
+        other => panic!("expected an Internal error, got {other:?}"),
+    };
+    assert_eq!(
+        (error.code(), error.message()),
+        (INTERNAL_ERROR_CODE, "Internal error"),
+        "{error}"
+    );
+    let data = error.data().unwrap_or_else(|| panic!("no reason: {error}"));
+    serde_json::from_str(data.get())
+        .unwrap_or_else(|e| panic!("data is not a string ({e}): {error}"))
+}
+
+/// The tx of `result` was admitted and executed without error. The node leaves `tx_result`
+/// empty (code 0) when the check refused the tx, so both codes count.
+pub fn committed_ok(result: &BroadcastCommitResult) -> bool {
+    result.check_tx.code == 0 && result.tx_result.code == 0 && result.height.0 > 0
 }
 
 /// The funded account keys `weft init` wrote into a home.
@@ -306,7 +332,14 @@ pub fn account_keys(home: &Home) -> Vec<SecretKey> {
     keys
 }
 
-pub fn transfer(chain_id: &str, from: &SecretKey, nonce: u64, to: [u8; 32], amount: u64) -> String {
+/// A signed transfer's bytes (`.into()` makes the `tx` param).
+pub fn transfer(
+    chain_id: &str,
+    from: &SecretKey,
+    nonce: u64,
+    to: [u8; 32],
+    amount: u64,
+) -> Vec<u8> {
     let tx = Transaction::sign(
         ChainId::new(chain_id).unwrap(),
         &from.signing_key(),
@@ -316,5 +349,5 @@ pub fn transfer(chain_id: &str, from: &SecretKey, nonce: u64, to: [u8; 32], amou
             amount,
         },
     );
-    hex::encode(tx.encode())
+    tx.encode()
 }

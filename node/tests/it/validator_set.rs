@@ -6,16 +6,19 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use weft_execution::tx::ValidatorKey;
 use weft_execution::{ChainId, Payload, Transaction};
 use weft_genesis::{ConsensusParams, Genesis, SecretKey};
+use weft_node::rpc::RpcClient;
+use weft_node::rpc::api::HashParam;
+use weft_node::rpc::api::encoding::{HexBytes, Int, address_of};
+use weft_node::rpc::api::types::BLOCK_ID_FLAG_COMMIT;
 
-use crate::support::{DEADLINE, TestNode, account_keys, transfer};
+use crate::support::{DEADLINE, TestNode, account_keys, committed_ok, transfer};
 
 const CHAIN: &str = "weft-living-set";
 
-fn validator_update(authority: &SecretKey, nonce: u64, validator: [u8; 32], power: u64) -> String {
+fn validator_update(authority: &SecretKey, nonce: u64, validator: [u8; 32], power: u64) -> Vec<u8> {
     let tx = Transaction::sign(
         ChainId::new(CHAIN).unwrap(),
         &authority.signing_key(),
@@ -25,52 +28,45 @@ fn validator_update(authority: &SecretKey, nonce: u64, validator: [u8; 32], powe
             power,
         },
     );
-    hex::encode(tx.encode())
+    tx.encode()
 }
 
 /// Commits `tx` through `node` and returns the height it landed at.
-async fn commit(node: &TestNode, tx: String) -> u64 {
-    let result = node
-        .call("broadcast_tx_commit", &[("tx", Value::String(tx))])
-        .await
-        .unwrap();
-    assert_eq!(result["tx_result"]["code"], 0, "{result}");
-    result["height"].as_u64().unwrap()
+async fn commit(node: &TestNode, tx: Vec<u8>) -> u64 {
+    let result = node.client().broadcast_tx_commit(tx.into()).await.unwrap();
+    assert!(committed_ok(&result), "{result:?}");
+    result.height.0
 }
 
-/// The validators (hex key → power) `node` reports for `height`.
-async fn validators_at(node: &TestNode, height: u64) -> Vec<(String, u64)> {
+/// The validators (public key → power) `node` reports for `height`.
+async fn validators_at(node: &TestNode, height: u64) -> Vec<([u8; 32], u64)> {
     let answer = node
-        .call("validators", &[("height", json!(height))])
+        .client()
+        .validators(Some(Int(height)), None, None)
         .await
         .unwrap();
-    let mut out: Vec<(String, u64)> = answer["validators"]
-        .as_array()
-        .unwrap()
+    assert_eq!(answer.count.0, answer.total.0, "one page holds them all");
+    let mut out: Vec<([u8; 32], u64)> = answer
+        .validators
         .iter()
-        .map(|v| {
-            (
-                v["pub_key"].as_str().unwrap().to_owned(),
-                v["voting_power"].as_u64().unwrap(),
-            )
-        })
+        .map(|v| (v.pub_key.ed25519_bytes().unwrap(), v.voting_power.0))
         .collect();
     out.sort();
     out
 }
 
-/// The signers of the certificate that decided `height` (carried by block `height + 1`).
-async fn signers_of(node: &TestNode, height: u64) -> Vec<String> {
+/// The addresses of the signers of the certificate that decided `height` (carried by block
+/// `height + 1`).
+async fn signers_of(node: &TestNode, height: u64) -> Vec<HexBytes> {
     node.wait_height(height + 1).await;
-    let block = node
-        .call("block", &[("height", json!(height + 1))])
-        .await
-        .unwrap();
-    block["block"]["last_commit"]["signatures"]
-        .as_array()
+    let block = node.block(height + 1).await.block.unwrap();
+    block
+        .last_commit
         .unwrap()
-        .iter()
-        .map(|s| s["validator"].as_str().unwrap().to_owned())
+        .signatures
+        .into_iter()
+        .filter(|s| s.block_id_flag == BLOCK_ID_FLAG_COMMIT)
+        .map(|s| s.validator_address)
         .collect()
 }
 
@@ -130,27 +126,19 @@ async fn validators_join_change_power_and_leave_while_the_chain_runs() {
     wait_all(&nodes[..5].iter().collect::<Vec<_>>(), 3).await;
 
     // Load: transfers from another account all along, each acknowledged by the mempool.
-    let load_node = nodes[0].rpc_port;
+    let client = nodes[0].client();
     let sender = accounts[1].clone();
     let recipient = accounts[2].public();
     let (stop_load, mut stopped) = tokio::sync::watch::channel(false);
     let load = tokio::spawn(async move {
-        let client = jsonrpsee::http_client::HttpClientBuilder::default()
-            .build(format!("http://127.0.0.1:{load_node}"))
-            .unwrap();
         let mut acknowledged = Vec::new();
         let mut nonce = 0;
         while !*stopped.borrow() {
             let tx = transfer(CHAIN, &sender, nonce, recipient, 1);
-            let mut params = jsonrpsee::core::params::ObjectParams::new();
-            params.insert("tx", tx).unwrap();
-            let answer: Result<Value, _> =
-                jsonrpsee::core::client::ClientT::request(&client, "broadcast_tx_sync", params)
-                    .await;
-            if let Ok(answer) = answer
-                && answer["code"] == 0
+            if let Ok(answer) = client.broadcast_tx_sync(tx.into()).await
+                && answer.code == 0
             {
-                acknowledged.push(answer["hash"].as_str().unwrap().to_owned());
+                acknowledged.push(answer.hash.require("hash").unwrap());
                 nonce += 1;
             }
             tokio::select! {
@@ -161,14 +149,14 @@ async fn validators_join_change_power_and_leave_while_the_chain_runs() {
         acknowledged
     });
 
-    let hex_key = |i: usize| hex::encode(keys[i]);
+    let address = |i: usize| address_of(&keys[i]);
     // 1. Node 4, a full node that followed the chain, becomes a validator.
     let added = commit(&nodes[0], validator_update(authority, 0, keys[4], 10)).await;
     let effective = added + 2;
     wait_all(&nodes[..5].iter().collect::<Vec<_>>(), effective + 1).await;
     for node in &nodes[..5] {
         let set = validators_at(node, effective).await;
-        assert!(set.contains(&(hex_key(4), 10)), "{set:?}");
+        assert!(set.contains(&(keys[4], 10)), "{set:?}");
         assert_eq!(set.len(), 5);
         let before = validators_at(node, effective - 1).await;
         assert_eq!(before.len(), 4, "the change took effect early: {before:?}");
@@ -176,7 +164,7 @@ async fn validators_join_change_power_and_leave_while_the_chain_runs() {
     // It signs from then on: its precommit is in a certificate soon after.
     let until = Instant::now() + DEADLINE;
     let mut height = effective;
-    while !signers_of(&nodes[0], height).await.contains(&hex_key(4)) {
+    while !signers_of(&nodes[0], height).await.contains(&address(4)) {
         assert!(Instant::now() < until, "node 4 never signed a certificate");
         height += 1;
     }
@@ -187,7 +175,7 @@ async fn validators_join_change_power_and_leave_while_the_chain_runs() {
     assert!(
         validators_at(&nodes[2], changed + 2)
             .await
-            .contains(&(hex_key(1), 12))
+            .contains(&(keys[1], 12))
     );
 
     // 3. Validator 3 is removed; validator 2 restarts in the middle of the change.
@@ -198,13 +186,13 @@ async fn validators_join_change_power_and_leave_while_the_chain_runs() {
     wait_all(&live, removed + 6).await;
     for node in &live {
         let set = validators_at(node, removed + 2).await;
-        assert!(!set.iter().any(|(key, _)| *key == hex_key(3)), "{set:?}");
+        assert!(!set.iter().any(|(key, _)| *key == keys[3]), "{set:?}");
         assert_eq!(set.len(), 4);
     }
     // Node 3 still runs, now a full node: it follows the chain, and no certificate from the
     // removal on counts its signature.
     for h in removed + 2..removed + 5 {
-        assert!(!signers_of(&nodes[1], h).await.contains(&hex_key(3)));
+        assert!(!signers_of(&nodes[1], h).await.contains(&address(3)));
     }
     nodes[3].wait_height(removed + 5).await;
 
@@ -215,16 +203,13 @@ async fn validators_join_change_power_and_leave_while_the_chain_runs() {
     for hash in &acknowledged {
         let until = Instant::now() + DEADLINE;
         loop {
-            if nodes[1]
-                .call("tx", &[("hash", Value::String(hash.clone()))])
-                .await
-                .is_ok()
-            {
+            if nodes[1].client().tx(HashParam(*hash), None).await.is_ok() {
                 break;
             }
             assert!(
                 Instant::now() < until,
-                "acknowledged tx {hash} never committed"
+                "acknowledged tx {} never committed",
+                hex::encode_upper(hash)
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -236,15 +221,9 @@ async fn validators_join_change_power_and_leave_while_the_chain_runs() {
     let top = nodes[0].height().await.unwrap();
     nodes[5].wait_height(top).await;
     for h in 1..=top {
-        let expected = nodes[0]
-            .call("block", &[("height", json!(h))])
-            .await
-            .unwrap();
-        let got = nodes[5]
-            .call("block", &[("height", json!(h))])
-            .await
-            .unwrap();
-        assert_eq!(got["block_id"], expected["block_id"], "height {h}");
+        let expected = nodes[0].block(h).await;
+        let got = nodes[5].block(h).await;
+        assert_eq!(got.block_id, expected.block_id, "height {h}");
     }
     let log = std::fs::read_to_string(nodes[5].log_path()).unwrap();
     assert!(

@@ -239,7 +239,7 @@ impl Ledger {
     }
 
     /// Txs of ours in a committed block: (hash, result code), seen at `now_us`.
-    pub fn committed(&self, height: u64, txs: &[([u8; 32], u64)], now_us: u64) {
+    pub fn committed(&self, height: u64, txs: &[([u8; 32], u32)], now_us: u64) {
         let mut latencies = Vec::new();
         {
             let mut pending = self.pending.lock();

@@ -265,7 +265,7 @@ impl Recorder {
         &mut self,
         hash: &[u8; 32],
         height: u64,
-        code: u64,
+        code: u32,
         sent_us: u64,
         now_us: u64,
     ) -> f64 {

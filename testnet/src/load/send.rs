@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use jsonrpsee::core::client::ClientT;
-use jsonrpsee::core::params::{ArrayParams, BatchRequestBuilder};
+use jsonrpsee::core::params::{BatchRequestBuilder, ObjectParams};
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use parking_lot::Mutex;
-use serde_json::Value;
 use tokio::sync::Semaphore;
 use weft_node::config::{Config, Home};
+use weft_node::rpc::api::TxText;
+use weft_node::rpc::api::types::BroadcastResult;
 
 use super::LoadError;
 use super::ledger::{Answer, Attempt, Ledger};
@@ -145,16 +146,17 @@ impl Nodes {
         *self.nodes[node].down_until.lock() = Some(Instant::now() + NODE_DOWN);
     }
 
-    /// One JSON-RPC batch of `broadcast_tx_sync`; `Err` when the node gave no usable answer.
+    /// One JSON-RPC batch of `broadcast_tx_sync` (a batch, not typed calls: one request per
+    /// batch is what lets the load reach its rate); `Err` when the node gave no usable answer.
     pub async fn send(&self, node: usize, txs: &[SignedTx]) -> Result<Vec<Answer>, String> {
         let slot = &self.nodes[node];
         slot.in_flight.fetch_add(1, Relaxed);
         let _in_flight = InFlight(&slot.in_flight);
         let mut batch = BatchRequestBuilder::new();
         for tx in txs {
-            let mut params = ArrayParams::new();
+            let mut params = ObjectParams::new();
             params
-                .insert(hex::encode(&tx.bytes))
+                .insert("tx", TxText::from(tx.bytes.to_vec()))
                 .map_err(|e| e.to_string())?;
             batch
                 .insert("broadcast_tx_sync", params)
@@ -162,16 +164,13 @@ impl Nodes {
         }
         let responses = slot
             .client
-            .batch_request::<Value>(batch)
+            .batch_request::<BroadcastResult>(batch)
             .await
             .map_err(|e| e.to_string())?;
         let mut answers: Vec<Answer> = responses
             .into_iter()
             .map(|entry| match entry {
-                Ok(result) => result["code"]
-                    .as_u64()
-                    .and_then(|code| u32::try_from(code).ok())
-                    .map_or(Answer::Error, Answer::Code),
+                Ok(result) => Answer::Code(result.code),
                 Err(_) => Answer::Error,
             })
             .collect();

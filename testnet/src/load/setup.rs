@@ -4,9 +4,10 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use jsonrpsee::core::client::ClientT;
-use jsonrpsee::core::params::{ArrayParams, BatchRequestBuilder};
-use serde_json::Value;
+use jsonrpsee::core::params::{BatchRequestBuilder, ObjectParams};
 use weft_execution::{Address, Name, Payload};
+use weft_node::rpc::api::HashParam;
+use weft_node::rpc::api::types::{AccountResult, TxResult};
 
 use super::LoadError;
 use super::ledger::Answer;
@@ -41,21 +42,21 @@ async fn nonces_of(nodes: &Nodes, addresses: &[Address]) -> Result<Vec<u64>, Loa
     let answers = join_all((0..nodes.len()).map(|node| async move {
         let mut batch = BatchRequestBuilder::new();
         for address in addresses {
-            let mut params = ArrayParams::new();
+            let mut params = ObjectParams::new();
             params
-                .insert(hex::encode(address.0))
+                .insert("address", HashParam(address.0))
                 .map_err(|e| e.to_string())?;
             batch.insert("account", params).map_err(|e| e.to_string())?;
         }
         let responses = nodes
             .client(node)
-            .batch_request::<Value>(batch)
+            .batch_request::<AccountResult>(batch)
             .await
             .map_err(|e| format!("{}: {e}", nodes.name(node)))?;
         Ok::<_, String>(
             responses
                 .into_iter()
-                .map(|entry| entry.ok().and_then(|account| account["nonce"].as_u64()))
+                .map(|entry| entry.ok().map(|account| account.nonce.0))
                 .collect::<Vec<_>>(),
         )
     }))
@@ -155,15 +156,15 @@ async fn wait_committed(
     loop {
         let mut batch = BatchRequestBuilder::new();
         for tx in &waiting {
-            let mut params = ArrayParams::new();
+            let mut params = ObjectParams::new();
             params
-                .insert(hex::encode(tx.hash))
+                .insert("hash", HashParam(tx.hash))
                 .map_err(|e| LoadError::Setup(e.to_string()))?;
             batch
                 .insert("tx", params)
                 .map_err(|e| LoadError::Setup(e.to_string()))?;
         }
-        if let Ok(responses) = nodes.client(node).batch_request::<Value>(batch).await {
+        if let Ok(responses) = nodes.client(node).batch_request::<TxResult>(batch).await {
             let found: Vec<bool> = responses.into_iter().map(|entry| entry.is_ok()).collect();
             let mut index = 0;
             waiting.retain(|_| {

@@ -4,13 +4,13 @@
 //! Heights are processed exactly once and in order. The tracker remembers the last height it
 //! processed; an event that skips heights (a lagged subscription) has the gap read with
 //! `block` and `block_results` first, and so does a switch to another node. It switches when
-//! the subscription ends, when `health` over the socket goes unanswered for
-//! [`HEALTH_TIMEOUT`] (a killed or paused node), or when it has heard no block for
+//! the subscription ends, when the node's `health` goes unanswered for [`HEALTH_TIMEOUT`] (a
+//! killed or paused node), or when it has heard no block for
 //! [`QUIET_BEFORE_LAG_CHECK`] while another node is [`LAG_HEIGHTS`] ahead (a partitioned
 //! node).
 //!
 //! A block from a notification is committed when the notification arrives. A block read back
-//! is committed at its header's `time_ms` (the proposer's wall clock when it built the block,
+//! is committed at its header's `time` (the proposer's wall clock when it built the block,
 //! mapped onto the run's clock; every node runs on this machine, so on this machine's clock):
 //! earlier than the real commit by the block's voting, tens of ms on loopback, where the time
 //! it was read back would add the seconds the switch took.
@@ -18,15 +18,14 @@
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use jsonrpsee::core::client::{ClientT, SubscriptionClientT};
-use jsonrpsee::core::params::{ArrayParams, ObjectParams};
-use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
-use serde_json::Value;
 use std::sync::Arc;
 use tokio::sync::{oneshot, watch};
+use weft_node::rpc::api::encoding::Base64;
+use weft_node::rpc::api::types::NewBlockEvent;
+use weft_node::rpc::{EventStream, EventStreamError};
 
 use super::ledger::Ledger;
-use crate::client::NodeClient;
+use crate::client::{NodeClient, tx_hash};
 use crate::manifest::Manifest;
 
 /// Connecting and subscribing to a node's WebSocket, at most.
@@ -41,8 +40,8 @@ pub const QUIET_BEFORE_LAG_CHECK: Duration = Duration::from_secs(3);
 pub const LAG_HEIGHTS: u64 = 2;
 /// Most heights read back in one catch-up; older ones are counted as missed.
 pub const BACKFILL_HEIGHTS_MAX: u64 = 10_000;
-/// Largest notification or response.
-const MESSAGE_BYTES_MAX: u32 = 64 << 20;
+/// The events followed.
+const NEW_BLOCK_QUERY: &str = "tm.event='NewBlock'";
 
 /// Why the tracker leaves a node, and where it goes next.
 struct Switch {
@@ -60,7 +59,8 @@ impl Switch {
 }
 
 pub struct Tracker {
-    urls: Vec<String>,
+    /// Each node's RPC address, `host:port`.
+    rpc_addresses: Vec<String>,
     clients: Vec<NodeClient>,
     ledger: Arc<Ledger>,
     last_height: Option<u64>,
@@ -73,7 +73,7 @@ pub struct Tracker {
 impl Tracker {
     pub fn new(manifest: &Manifest, clients: Vec<NodeClient>, ledger: Arc<Ledger>) -> Tracker {
         Tracker {
-            urls: manifest.nodes.iter().map(|n| n.ws_url()).collect(),
+            rpc_addresses: manifest.nodes.iter().map(|n| n.rpc_address()).collect(),
             clients,
             ledger,
             last_height: None,
@@ -89,7 +89,7 @@ impl Tracker {
         ready: oneshot::Sender<()>,
         mut done: watch::Receiver<bool>,
     ) -> Tracker {
-        let n = self.urls.len();
+        let n = self.rpc_addresses.len();
         let mut ready = Some(ready);
         let mut node = 0;
         let mut failures = 0;
@@ -121,22 +121,11 @@ impl Tracker {
         ready: &mut Option<oneshot::Sender<()>>,
         done: &mut watch::Receiver<bool>,
     ) -> Result<(), Switch> {
-        let ws = WsClientBuilder::default()
-            .request_timeout(HEALTH_TIMEOUT)
-            .connection_timeout(CONNECT_TIMEOUT)
-            .max_request_size(MESSAGE_BYTES_MAX)
-            .max_response_size(MESSAGE_BYTES_MAX)
-            .build(&self.urls[node])
+        let subscribe = EventStream::subscribe(&self.rpc_addresses[node], NEW_BLOCK_QUERY);
+        let mut blocks = tokio::time::timeout(CONNECT_TIMEOUT, subscribe)
             .await
-            .map_err(|e| Switch::next(format!("WebSocket: {e}")))?;
-        let mut params = ObjectParams::new();
-        params
-            .insert("query", "tm.event='NewBlock'")
-            .map_err(|e| Switch::next(e.to_string()))?;
-        let mut blocks = ws
-            .subscribe::<Value, _>("subscribe", params, "unsubscribe")
-            .await
-            .map_err(|e| Switch::next(format!("subscribe: {e}")))?;
+            .map_err(|_| Switch::next(format!("subscribing: no answer in {CONNECT_TIMEOUT:?}")))?
+            .map_err(|e| Switch::next(format!("subscribing: {e}")))?;
         let height = self.clients[node]
             .height()
             .await
@@ -160,26 +149,27 @@ impl Tracker {
                         return Ok(());
                     }
                 }
-                event = blocks.next() => match event {
-                    Some(Ok(event)) => {
+                event = blocks.next_block() => match event {
+                    Ok(event) => {
                         if self.on_event(node, &event).await? {
                             last_block = Instant::now();
                         }
                     }
-                    // A notification that is not JSON: skip it; a gap is read back later.
-                    Some(Err(_)) => {}
-                    None => return Err(Switch::next("the subscription ended")),
+                    // An event that does not decode: skip it; a gap is read back later.
+                    Err(EventStreamError::Malformed(_)) => {}
+                    Err(e) => return Err(Switch::next(format!("the subscription ended: {e}"))),
                 },
-                _ = health.tick() => self.check(node, &ws, last_block).await?,
+                _ = health.tick() => self.check(node, last_block).await?,
             }
         }
     }
 
     /// The node answers `health`; when no block came for a while, no other node is ahead.
-    async fn check(&self, node: usize, ws: &WsClient, last_block: Instant) -> Result<(), Switch> {
-        ws.request::<Value, _>("health", ArrayParams::new())
+    async fn check(&self, node: usize, last_block: Instant) -> Result<(), Switch> {
+        tokio::time::timeout(HEALTH_TIMEOUT, self.clients[node].health())
             .await
-            .map_err(|e| Switch::next(format!("health: {e}")))?;
+            .map_err(|_| Switch::next(format!("health: no answer in {HEALTH_TIMEOUT:?}")))?
+            .map_err(|e| Switch::next(e.to_string()))?;
         if last_block.elapsed() < QUIET_BEFORE_LAG_CHECK {
             return Ok(());
         }
@@ -203,12 +193,10 @@ impl Tracker {
         }
     }
 
-    /// One `NewBlock` notification; true when it was a new height.
-    async fn on_event(&mut self, node: usize, event: &Value) -> Result<bool, Switch> {
+    /// One `NewBlock` event; true when it was a new height.
+    async fn on_event(&mut self, node: usize, event: &NewBlockEvent) -> Result<bool, Switch> {
         let now_us = self.ledger.now_us();
-        let Some(height) = event["height"].as_u64() else {
-            return Ok(false);
-        };
+        let height = event.block.header.height.0;
         let last = self.last_height.unwrap_or(height.saturating_sub(1));
         if height <= last {
             return Ok(false);
@@ -216,15 +204,12 @@ impl Tracker {
         if height > last + 1 {
             self.backfill(node, last + 1, height - 1).await?;
         }
-        let txs: Vec<([u8; 32], u64)> = event["txs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|tx| {
-                let hash = parse_hash(tx["hash"].as_str()?)?;
-                Some((hash, tx["code"].as_u64().unwrap_or(0)))
-            })
-            .collect();
+        let codes = event
+            .result_finalize_block
+            .tx_results
+            .iter()
+            .map(|r| r.code);
+        let txs = block_txs(&event.block.data.txs, codes);
         self.ledger.committed(height, &txs, now_us);
         self.last_height = Some(height);
         Ok(true)
@@ -251,56 +236,32 @@ impl Tracker {
     }
 }
 
-/// A committed block's header time and its txs' (hash, result code), from `block` and
-/// `block_results`.
+/// A committed block's header time (unix ms) and its txs' (hash, result code), from `block`
+/// and `block_results`.
 async fn read_block(
     client: &NodeClient,
     height: u64,
-) -> Result<(u64, Vec<([u8; 32], u64)>), String> {
-    let params = || {
-        let mut params = ObjectParams::new();
-        params
-            .insert("height", height)
-            .map(|()| params)
-            .map_err(|e| e.to_string())
-    };
-    let block = client
-        .call("block", params()?)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<(u64, Vec<([u8; 32], u32)>), String> {
+    let (_, block) = client.full_block(height).await.map_err(|e| e.to_string())?;
     let results = client
-        .call("block_results", params()?)
+        .block_results(height)
         .await
         .map_err(|e| e.to_string())?;
-    let time_ms = block["block"]["header"]["time_ms"]
-        .as_u64()
-        .ok_or("the block has no header.time_ms")?;
-    let txs = block["block"]["data"]["txs"]
-        .as_array()
-        .ok_or("the block has no data.txs")?;
-    let codes = results["txs_results"].as_array();
-    let txs = txs
-        .iter()
-        .enumerate()
-        .map(|(i, tx)| {
-            let bytes = tx
-                .as_str()
-                .and_then(|tx| hex::decode(tx).ok())
-                .ok_or_else(|| format!("tx {i} is not hex"))?;
-            let code = codes
-                .and_then(|codes| codes.get(i))
-                .and_then(|result| result["code"].as_u64())
-                .unwrap_or(0);
-            Ok((*blake3::hash(&bytes).as_bytes(), code))
-        })
-        .collect::<Result<_, String>>()?;
-    Ok((time_ms, txs))
+    let codes = results.txs_results.iter().map(|r| r.code);
+    Ok((
+        block.header.time.unix_ms(),
+        block_txs(&block.data.txs, codes),
+    ))
 }
 
-fn parse_hash(text: &str) -> Option<[u8; 32]> {
-    let mut hash = [0u8; 32];
-    hex::decode_to_slice(text, &mut hash).ok()?;
-    Some(hash)
+/// Each of a block's txs with its result code, in block order; a tx without a result counts
+/// as code 0.
+fn block_txs(txs: &[Base64], codes: impl Iterator<Item = u32>) -> Vec<([u8; 32], u32)> {
+    let codes = codes.chain(std::iter::repeat(0));
+    txs.iter()
+        .zip(codes)
+        .map(|(tx, code)| (tx_hash(&tx.0), code))
+        .collect()
 }
 
 #[cfg(test)]
@@ -308,10 +269,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hashes_parse_only_as_64_hex_digits() {
-        assert_eq!(parse_hash(&"ab".repeat(32)), Some([0xab; 32]));
-        assert_eq!(parse_hash(&"AB".repeat(32)), Some([0xab; 32]));
-        assert_eq!(parse_hash("abcd"), None);
-        assert_eq!(parse_hash(&"zz".repeat(32)), None);
+    fn block_txs_pair_hashes_with_codes_and_default_a_missing_code_to_0() {
+        let txs = [Base64(b"one".to_vec()), Base64(b"two".to_vec())];
+        assert_eq!(
+            block_txs(&txs, [5].into_iter()),
+            vec![(tx_hash(b"one"), 5), (tx_hash(b"two"), 0)]
+        );
+        assert_eq!(block_txs(&[], [1, 2].into_iter()), Vec::new());
     }
 }
