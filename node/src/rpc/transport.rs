@@ -217,7 +217,9 @@ async fn get(
     match tower::Service::call(service, post).await {
         Ok(response) => {
             use http_body_util::BodyExt as _;
-            let (parts, body) = response.into_parts();
+            let (mut parts, body) = response.into_parts();
+            // The body changes length below; hyper sets the length of what is sent.
+            parts.headers.remove(hyper::header::CONTENT_LENGTH);
             let Ok(bytes) = body.collect().await.map(|b| b.to_bytes()) else {
                 return plain_response(
                     hyper::StatusCode::INTERNAL_SERVER_ERROR,

@@ -888,6 +888,7 @@ async fn uri_routes_and_subscription_limit() {
     assert_eq!(found["result"]["hash"], hash.to_uppercase(), "{found}");
     let tx_height = number(&found["result"]["height"]).unwrap();
 
+    every_route(&node, tx_height, &hash).await;
     uri_errors(&node, tx_height).await;
     subscription_limit(port).await;
     assert!(node.stop(), "unclean stop; log:\n{}", node.log_tail());
@@ -907,6 +908,82 @@ async fn committed_tx(node: &TestNode, hash: &str) -> Value {
             node.log_tail()
         );
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Every route the node lists answers a GET in CometBFT's URI form with a result. `hash` is a
+/// committed tx's (lower-case hex) at `tx_height`.
+async fn every_route(node: &TestNode, tx_height: u64, hash: &str) {
+    let port = node.rpc_port;
+    let keys = account_keys(&node.home);
+    let account = hex::encode(keys[2].public());
+    let block = get_json(port, &format!("/block?height={tx_height}")).await;
+    let block_hash = block["result"]["block_id"]["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The mempool's methods in the order visited: nonces 0, 1, 2, … of one account.
+    let mut nonce = 0;
+    let mut next_tx = || {
+        let tx = sign(&keys[2], nonce, keys[3].public(), 1);
+        nonce += 1;
+        hex::encode(tx.encode())
+    };
+    for (method, _) in weft_node::rpc::api::ROUTES {
+        let target = match *method {
+            "abci_info"
+            | "consensus_state"
+            | "dump_consensus_state"
+            | "genesis"
+            | "health"
+            | "net_info"
+            | "num_unconfirmed_txs"
+            | "status" => format!("/{method}"),
+            "abci_query" => format!("/abci_query?path=%22/account%22&data=0x{account}"),
+            "account" => format!("/account?address=0x{account}"),
+            "block" | "block_results" | "commit" | "header" | "consensus_params" => {
+                format!("/{method}?height={tx_height}")
+            }
+            "block_by_hash" | "header_by_hash" => format!("/{method}?hash=0x{block_hash}"),
+            "block_search" => {
+                "/block_search?query=%22block.height%3C%3D2%22&per_page=5&order_by=%22desc%22"
+                    .to_owned()
+            }
+            "blockchain" => "/blockchain?minHeight=1&maxHeight=3".to_owned(),
+            "broadcast_tx_async" | "broadcast_tx_sync" | "broadcast_tx_commit" | "check_tx" => {
+                format!("/{method}?tx=0x{}", next_tx())
+            }
+            "genesis_chunked" => "/genesis_chunked?chunk=0".to_owned(),
+            "tx" => format!("/tx?hash=0x{hash}"),
+            "tx_search" => format!("/tx_search?query=%22tx.height%3D{tx_height}%22"),
+            "unconfirmed_txs" => "/unconfirmed_txs?limit=5".to_owned(),
+            "validators" => "/validators?height=1&page=1&per_page=10".to_owned(),
+            other => panic!("route {other} is new: give it a GET here"),
+        };
+        let answer = get_json(port, &target).await;
+        let result = &answer["result"];
+        assert!(result.is_object(), "GET {target}: {answer}");
+        let holds = match *method {
+            "abci_query" => result["response"]["code"] == 0,
+            "account" => result["balance"].is_string(),
+            "block" | "block_by_hash" => {
+                result["block"]["header"]["height"] == tx_height.to_string()
+            }
+            "header" | "header_by_hash" => result["header"]["height"] == tx_height.to_string(),
+            "block_search" => result["blocks"].as_array().is_some_and(|b| b.len() == 2),
+            "blockchain" => result["block_metas"]
+                .as_array()
+                .is_some_and(|m| m.len() == 3),
+            "broadcast_tx_async" | "broadcast_tx_sync" | "check_tx" => result["code"] == 0,
+            "broadcast_tx_commit" => {
+                result["check_tx"]["code"] == 0 && result["tx_result"]["code"] == 0
+            }
+            "tx" => result["hash"] == hash.to_uppercase(),
+            "tx_search" => result["total_count"] != "0",
+            "validators" => result["total"] == "1",
+            _ => true,
+        };
+        assert!(holds, "GET {target}: {answer}");
     }
 }
 

@@ -210,6 +210,15 @@ async fn pruned_validators_serve_recent_blocks_and_a_lagging_node_catches_up() {
         reason.starts_with("height 1 is not available, lowest height is"),
         "{reason}"
     );
+    // The same through GET, CometBFT's URI form.
+    let answer = nodes[0].get("/block?height=1").await;
+    assert_eq!(answer["error"]["code"], -32603, "{answer}");
+    assert!(
+        answer["error"]["data"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("height 1 is not available, lowest height is")),
+        "{answer}"
+    );
     let recent = nodes[0].block(latest - 10).await.block.unwrap();
     assert_eq!(recent.header.height.0, latest - 10, "{recent:?}");
     // The lagging node caught up from the pruned peers and votes with them.

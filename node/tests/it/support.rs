@@ -177,6 +177,34 @@ impl TestNode {
             .unwrap()
     }
 
+    /// `GET target` (CometBFT's URI form) on a fresh connection: the JSON body.
+    pub async fn get(&self, target: &str) -> serde_json::Value {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let exchange = async {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.rpc_port))
+                .await
+                .expect("connect to RPC");
+            let request =
+                format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.expect("send");
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response).await.expect("read");
+            response
+        };
+        let response = tokio::time::timeout(Duration::from_secs(10), exchange)
+            .await
+            .unwrap_or_else(|_| panic!("GET {target} did not end"));
+        let text = String::from_utf8_lossy(&response);
+        let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+        assert!(
+            !head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "{head}"
+        );
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {target}: {e}: {body}"))
+    }
+
     /// Waits until RPC answers `status`.
     pub async fn wait_rpc(&self) {
         let until = Instant::now() + DEADLINE;
