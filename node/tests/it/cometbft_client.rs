@@ -923,6 +923,7 @@ async fn every_route(node: &TestNode, tx_height: u64, hash: &str) {
         .unwrap()
         .to_owned();
     // The mempool's methods in the order visited: nonces 0, 1, 2, … of one account.
+    let height_text = tx_height.to_string();
     let mut nonce = 0;
     let mut next_tx = || {
         let tx = sign(&keys[2], nonce, keys[3].public(), 1);
@@ -967,9 +968,9 @@ async fn every_route(node: &TestNode, tx_height: u64, hash: &str) {
             "abci_query" => result["response"]["code"] == 0,
             "account" => result["balance"].is_string(),
             "block" | "block_by_hash" => {
-                result["block"]["header"]["height"] == tx_height.to_string()
+                result["block"]["header"]["height"] == height_text.as_str()
             }
-            "header" | "header_by_hash" => result["header"]["height"] == tx_height.to_string(),
+            "header" | "header_by_hash" => result["header"]["height"] == height_text.as_str(),
             "block_search" => result["blocks"].as_array().is_some_and(|b| b.len() == 2),
             "blockchain" => result["block_metas"]
                 .as_array()
