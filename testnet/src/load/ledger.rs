@@ -62,6 +62,9 @@ struct Pending {
     admitted: bool,
     /// The last answer was a code other than 0 or 8 (one after which it may still commit).
     refused: bool,
+    /// Counted in `sent`: false for a tx dropped at its first send until a rebroadcast sends it,
+    /// so that every tx counted committed was counted sent.
+    counted_sent: bool,
     bytes: Arc<[u8]>,
 }
 
@@ -160,6 +163,36 @@ impl Ledger {
         self.enter(txs, self.now_us(), true);
     }
 
+    /// Txs a rebroadcast is about to send. One dropped at its first send is counted sent now,
+    /// and no longer dropped: `sent` and `committed` then count the same txs, and a step's
+    /// committed share cannot pass 100%.
+    pub fn resending(&self, txs: &[SignedTx]) {
+        let mut first_sends = 0u64;
+        {
+            let mut pending = self.pending.lock();
+            for tx in txs {
+                if let Some(entry) = pending.get_mut(&tx.hash)
+                    && !entry.counted_sent
+                {
+                    entry.counted_sent = true;
+                    first_sends += 1;
+                }
+            }
+        }
+        if first_sends == 0 {
+            return;
+        }
+        let now_us = self.now_us();
+        self.recorder
+            .lock()
+            .timeline
+            .sent(now_us / 1_000_000, first_sends);
+        self.sent.fetch_add(first_sends, Relaxed);
+        self.live.sent.fetch_add(first_sends, Relaxed);
+        self.dropped.fetch_sub(first_sends, Relaxed);
+        self.live.dropped.fetch_sub(first_sends, Relaxed);
+    }
+
     fn count_dropped(&self, count: usize) {
         self.dropped.fetch_add(count as u64, Relaxed);
         self.live.dropped.fetch_add(count as u64, Relaxed);
@@ -181,6 +214,7 @@ impl Ledger {
                     tries: 0,
                     admitted: false,
                     refused,
+                    counted_sent: !refused,
                     bytes: Arc::clone(&tx.bytes),
                 },
             );
@@ -315,6 +349,42 @@ mod tests {
             hash: [n; 32],
             bytes: Arc::from(vec![n; 4]),
         }
+    }
+
+    #[test]
+    fn a_dropped_tx_counts_as_sent_once_a_rebroadcast_sends_it() {
+        // Overload: a step's first sends find no batch permit and are dropped; rebroadcasts
+        // send them later and they commit. Committed must stay within sent (it once read
+        // 73,605 committed of 66,693 sent).
+        let ledger = Ledger::new(Arc::new(Live::default()), 1);
+        ledger.start_clock();
+        let sent: Vec<SignedTx> = (0..3).map(tx).collect();
+        let dropped: Vec<SignedTx> = (10..14).map(tx).collect();
+        assert!(ledger.register(&sent));
+        ledger.drop_txs(&dropped);
+        assert_eq!(ledger.sent.load(Relaxed), 3);
+        assert_eq!(ledger.dropped.load(Relaxed), 4);
+        // Two of the dropped go out; a second resend of the same counts nothing more.
+        ledger.resending(&dropped[..2]);
+        ledger.resending(&dropped[..2]);
+        ledger.resending(&sent);
+        assert_eq!(ledger.sent.load(Relaxed), 5);
+        assert_eq!(ledger.dropped.load(Relaxed), 2);
+        assert_eq!(ledger.live.sent.load(Relaxed), 5);
+        let in_block: Vec<([u8; 32], u32)> = sent
+            .iter()
+            .chain(&dropped[..2])
+            .map(|tx| (tx.hash, 0))
+            .collect();
+        ledger.committed(4, &in_block, 1_000);
+        let committed = ledger.recorder.lock().committed;
+        assert_eq!(committed, 5);
+        assert!(committed <= ledger.sent.load(Relaxed));
+        assert_eq!(
+            ledger.sent.load(Relaxed) + ledger.dropped.load(Relaxed),
+            7,
+            "sent and dropped add up to what was due"
+        );
     }
 
     #[test]

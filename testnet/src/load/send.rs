@@ -195,8 +195,10 @@ impl Nodes {
             }
             return;
         };
-        if attempt == Attempt::First && !ledger.register(&txs) {
-            return;
+        match attempt {
+            Attempt::First if !ledger.register(&txs) => return,
+            Attempt::First => {}
+            Attempt::Rebroadcast => ledger.resending(&txs),
         }
         let (nodes, ledger) = (Arc::clone(self), Arc::clone(ledger));
         tokio::spawn(async move {
